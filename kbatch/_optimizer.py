@@ -1,0 +1,136 @@
+"""Small helpers around Keras 3 optimizers.
+
+The only place in kbatch that reads an optimizer's private learning-rate slot
+(``_learning_rate``): Keras has no public accessor for the schedule object an
+optimizer was built with, and its public ``learning_rate`` property returns the
+schedule's *value*. Keeping that access here means one place to adapt when Keras
+changes.
+"""
+
+from __future__ import annotations
+
+import keras
+
+_LossScaleOptimizer = keras.optimizers.LossScaleOptimizer
+_Schedule = keras.optimizers.schedules.LearningRateSchedule
+
+
+def base_optimizer(optimizer):
+    """The optimizer that owns the learning rate (unwraps `LossScaleOptimizer`)."""
+    if isinstance(optimizer, _LossScaleOptimizer):
+        return optimizer.inner_optimizer
+    return optimizer
+
+
+def loss_scale_variable(optimizer):
+    """The dynamic loss scale variable of a built `LossScaleOptimizer`, else None."""
+    if isinstance(optimizer, _LossScaleOptimizer) and optimizer.built:
+        return optimizer.dynamic_scale
+    return None
+
+
+def learning_rate_object(optimizer):
+    """What the optimizer's learning rate is: a `keras.Variable`, a schedule or
+    a callable."""
+    base = base_optimizer(optimizer)
+    return getattr(base, "_learning_rate", None)
+
+
+def has_settable_learning_rate(optimizer) -> bool:
+    """True when `optimizer.learning_rate = value` assigns a variable."""
+    return isinstance(learning_rate_object(optimizer), keras.Variable)
+
+
+def gradient_accumulation_steps(optimizer) -> int:
+    """Micro-batches per parameter update (1 when the optimizer does not accumulate)."""
+    steps = getattr(base_optimizer(optimizer), "gradient_accumulation_steps", None)
+    return int(steps) if steps else 1
+
+
+def current_learning_rate(optimizer) -> float:
+    """The learning rate the optimizer would use for its next update, as a float."""
+    return float(keras.ops.convert_to_numpy(base_optimizer(optimizer).learning_rate))
+
+
+class _HeldLearningRate(_Schedule):
+    """A schedule that returns the value of a variable kbatch controls.
+
+    Swapped in, temporarily, for an optimizer built with a schedule, so that a
+    range test can set the learning rate step by step.
+    """
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def __call__(self, step):
+        del step
+        return self.variable.value
+
+    def get_config(self):
+        return {"value": float(keras.ops.convert_to_numpy(self.variable))}
+
+
+class LearningRateControl:
+    """Set a compiled model's learning rate step by step, and undo it.
+
+    For an optimizer with a variable learning rate the variable is assigned
+    (nothing else changes). For an optimizer built with a `LearningRateSchedule`
+    or a callable, a schedule holding a kbatch variable is swapped in and the
+    train function is re-traced; `release()` puts the original schedule and the
+    original train function back.
+
+    The optimizer is always reached through `model.optimizer` (a cached
+    reference is silently ignored on some backends).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._original = None
+        self._original_value = None
+        self._train_function = None
+        self._variable = None
+        self._swapped = False
+        self._active = False
+
+    def acquire(self, initial_lr: float, retrace: bool = True):
+        optimizer = self.model.optimizer
+        self._original = learning_rate_object(optimizer)
+        if isinstance(self._original, keras.Variable):
+            self._original_value = keras.ops.convert_to_numpy(self._original)
+        else:
+            self._variable = keras.Variable(
+                float(initial_lr),
+                dtype="float32",
+                trainable=False,
+                name="kbatch_range_test_learning_rate",
+            )
+            self._train_function = getattr(self.model, "train_function", None)
+            base_optimizer(optimizer).learning_rate = _HeldLearningRate(self._variable)
+            self._swapped = True
+            if retrace:
+                self.model.make_train_function(force=True)
+            else:
+                self.model.train_function = None
+        self._active = True
+        self.set(initial_lr)
+
+    def set(self, lr: float):
+        if self._swapped:
+            self._variable.assign(float(lr))
+        else:
+            base_optimizer(self.model.optimizer).learning_rate = float(lr)
+
+    def release(self):
+        """Put the learning rate back as it was. Safe to call more than once."""
+        if not self._active:
+            return
+        self._active = False
+        base = base_optimizer(self.model.optimizer)
+        if self._swapped:
+            base.learning_rate = self._original
+            self.model.train_function = self._train_function
+            self._swapped = False
+        else:
+            self._original.assign(self._original_value)
+        self._original = self._original_value = None
+        self._train_function = self._variable = None

@@ -1,0 +1,248 @@
+"""The `kbatch` command line: `kbatch demo`, `kbatch find-lr`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _add_sweep_arguments(parser):
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="batch size of the test (default: 128 on the built-in "
+                             "datasets, 32 otherwise)")
+    parser.add_argument("--min-lr", type=_positive_float, default=1e-7,
+                        help="first learning rate (default: 1e-7)")
+    parser.add_argument("--max-lr", type=_positive_float, default=10.0,
+                        help="last learning rate (default: 10)")
+    parser.add_argument("--num-steps", type=_positive_int, default=100,
+                        help="number of learning rates tried (default: 100)")
+    parser.add_argument("--mode", choices=("exponential", "linear"),
+                        default="exponential", help="LR spacing (default: exponential)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--out", default="kbatch-out",
+                        help="directory for lr_range_test.json and .png")
+
+
+def build_parser():
+    import kbatch
+
+    parser = argparse.ArgumentParser(
+        prog="kbatch",
+        description="Which batch size, and which learning rate for it? "
+        "Measurements for Keras 3.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"kbatch {kbatch.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo", help="LR range test of a small CNN on MNIST-1D (no download)",
+        description="Runs an LR range test of a small CNN on MNIST-1D (generated "
+        "locally), prints the suggestions, writes the curve as JSON and PNG, then "
+        "trains briefly at the suggested LR to show it works.",
+    )
+    demo.add_argument("--out", default="kbatch-demo", help="output directory")
+    demo.add_argument("--epochs", type=_positive_int, default=10,
+                      help="epochs of the check run at the suggested LR (default: 10)")
+    demo.add_argument("--seed", type=int, default=0)
+
+    find = sub.add_parser(
+        "find-lr", help="LR range test of a built-in or saved model",
+        description="LR range test. Either a built-in dataset and model "
+        "(--dataset mnist1d --model cnn) or your own saved model and data "
+        "(--model model.keras --data data.npz, the .npz holding arrays `x` and "
+        "`y`). The model is not modified.",
+    )
+    find.add_argument("--dataset", choices=("mnist1d", "digits"), default=None,
+                      help="built-in dataset (no download)")
+    find.add_argument("--model", default="mlp",
+                      help="mlp, cnn, logistic, or a path to a saved .keras model")
+    find.add_argument("--data", default=None,
+                      help=".npz file with arrays `x` and `y` (with a saved model)")
+    find.add_argument("--optimizer", default="adam",
+                      choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
+                      help="optimizer of a built-in model (default: adam)")
+    _add_sweep_arguments(find)
+    return parser
+
+
+def _load_npz(path):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise SystemExit(f"kbatch: error: --data {path!r}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            for x_key, y_key in (("x", "y"), ("x_train", "y_train")):
+                if x_key in keys:
+                    return f[x_key], (f[y_key] if y_key in keys else None)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"kbatch: error: --data {path!r} is not a readable .npz "
+                         f"file: {e}") from None
+    raise SystemExit(f"kbatch: error: --data {path!r} has no array `x` "
+                     f"(found: {sorted(keys)})")
+
+
+def _load_saved_model(path):
+    import keras
+
+    if not os.path.isfile(path):
+        raise SystemExit(f"kbatch: error: --model {path!r}: no such file")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as e:
+        raise SystemExit(f"kbatch: error: --model {path!r} could not be loaded: "
+                         f"{e}") from None
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        raise SystemExit(f"kbatch: error: --model {path!r} was saved without "
+                         "compile(); compile it with an optimizer and loss, then save")
+    return model
+
+
+def _write_result(result, out):
+    os.makedirs(out, exist_ok=True)
+    json_path = os.path.join(out, "lr_range_test.json")
+    result.save(json_path)
+    written = [json_path]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        png_path = os.path.join(out, "lr_range_test.png")
+        ax = result.plot(path=png_path)
+        import matplotlib.pyplot as plt
+
+        plt.close(ax.figure)
+        written.append(png_path)
+    except ImportError:
+        print('(no plot: matplotlib is missing; pip install "kbatch[plot]")')
+    return written
+
+
+def run_find_lr(args):
+    import keras
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+
+    keras.utils.set_random_seed(args.seed)
+    if args.dataset is not None:
+        if args.data is not None:
+            raise SystemExit("kbatch: error: give either --dataset or --data, not both")
+        data = datasets.load(args.dataset)
+        x, y = data.train
+        model = models.build(args.model, data, optimizer=args.optimizer)
+        batch_size = args.batch_size or 128
+    else:
+        if args.data is None:
+            raise SystemExit("kbatch: error: give --dataset NAME, or --model "
+                             "PATH.keras with --data PATH.npz")
+        if args.model in models.MODELS:
+            raise SystemExit(f"kbatch: error: --model {args.model} needs --dataset; "
+                             "with --data, pass a saved model path")
+        x, y = _load_npz(args.data)
+        model = _load_saved_model(args.model)
+        batch_size = args.batch_size
+    result = kbatch.find_lr(
+        model, x, y,
+        batch_size=batch_size,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        num_steps=args.num_steps,
+        mode=args.mode,
+        seed=args.seed,
+        verbose=1,
+    )
+    for path in _write_result(result, args.out):
+        print(f"wrote {path}")
+    return result
+
+
+def run_demo(args):
+    import keras
+    import numpy as np
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+
+    started = time.perf_counter()
+    print("kbatch demo: LR range test of a small CNN (SGD with momentum) on MNIST-1D")
+    data = datasets.load_mnist1d()
+    print(f"data: {data}")
+    keras.utils.set_random_seed(args.seed)
+    model = models.build("cnn", data, optimizer="momentum", learning_rate=0.01)
+    weights_before = [w.copy() for w in model.get_weights()]
+    result = kbatch.find_lr(model, *data.train, batch_size=128, seed=args.seed,
+                            verbose=1)
+    unchanged = all(np.array_equal(a, b)
+                    for a, b in zip(weights_before, model.get_weights()))
+    print(f"model restored after the test: {unchanged}")
+    for path in _write_result(result, args.out):
+        print(f"wrote {path}")
+
+    lr = result.suggestion()
+    print(f"\nchecking: {args.epochs} epochs at the suggested LR {lr:.3g} "
+          "vs the common default 0.01")
+    scores = {}
+    for label, rate in (("suggested", lr), ("default 0.01", 0.01)):
+        keras.utils.set_random_seed(args.seed)
+        check = models.build("cnn", data, optimizer="momentum", learning_rate=rate)
+        check.fit(*data.train, batch_size=128, epochs=args.epochs, verbose=0)
+        acc = check.evaluate(*data.val, verbose=0, return_dict=True)["accuracy"]
+        scores[label] = acc
+        print(f"  {label:>13} LR {rate:.3g}: validation accuracy {acc:.3f}")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s")
+    return result, scores
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "demo":
+            run_demo(args)
+        elif args.command == "find-lr":
+            run_find_lr(args)
+    except (ValueError, TypeError, ImportError) as e:
+        if os.environ.get("KBATCH_DEBUG"):
+            raise
+        print(f"kbatch: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Plots of kbatch results. matplotlib is optional: `pip install "kbatch[plot]"`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_MARKERS = {
+    "steepest": ("v", "tab:orange"),
+    "valley": ("o", "tab:green"),
+    "minimum": ("s", "tab:purple"),
+}
+
+
+def require_matplotlib():
+    """Import matplotlib, or fail with the command that installs it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "Plotting needs matplotlib, which is not installed. Install it with "
+            '`pip install "kbatch[plot]"` (or `pip install matplotlib`).'
+        ) from None
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _new_axes(ax, figsize=(7, 4.5)):
+    plt = require_matplotlib()
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def save_figure(ax, path):
+    """Save the figure of `ax` to `path` and close it if pyplot owns it."""
+    figure = ax.figure
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def _interp(lrs, values, lr):
+    order = np.argsort(lrs)
+    return float(np.interp(math.log(lr), np.log(lrs[order]), values[order]))
+
+
+def plot_lr_finder(result, ax=None, *, show_suggestions=True, path=None):
+    """Loss vs learning rate of an `LRFinderResult`, suggestions marked."""
+    ax = _new_axes(ax)
+    lrs, raw, smoothed = result.lrs, result.losses, result.smoothed_losses
+    finite = np.isfinite(smoothed)
+    label = "validation loss" if result.loss_kind == "validation" else "batch loss"
+    ax.plot(lrs, raw, color="tab:blue", alpha=0.3, linewidth=1, label=label)
+    ax.plot(lrs[finite], smoothed[finite], color="tab:blue", linewidth=2,
+            label="smoothed")
+    if result.mode == "exponential":
+        ax.set_xscale("log")
+    ax.set_xlabel("learning rate" + (" (log scale)" if result.mode == "exponential"
+                                     else ""))
+    ax.set_ylabel("loss")
+    title = "LR range test"
+    if result.batch_size:
+        title += f" at batch size {result.batch_size}"
+    ax.set_title(title)
+
+    if finite.any():
+        # Keep the divergence spike from flattening the interesting part.
+        good = smoothed[finite]
+        low = float(np.nanmin(np.where(np.isfinite(raw), raw, np.nan)))
+        high = float(max(good[0], np.percentile(good, 90))) if good.size else None
+        if high is not None and math.isfinite(low) and high > low:
+            pad = 0.08 * (high - low)
+            ax.set_ylim(low - pad, high + 3 * pad)
+
+    if show_suggestions and finite.sum() >= 2:
+        suggestions = result.suggestions()
+        for name, (marker, color) in _MARKERS.items():
+            lr = suggestions.get(name)
+            if lr is None:
+                continue
+            y = _interp(lrs[finite], smoothed[finite], lr)
+            ax.plot([lr], [y], marker=marker, color=color, markersize=8,
+                    linestyle="none", label=f"{name}: {lr:.2g}")
+        auto = suggestions.get("auto")
+        if auto is not None:
+            spread = [v for k, v in suggestions.items() if k != "auto" and v]
+            if len(spread) >= 2:
+                ax.axvspan(min(spread), max(spread), color="tab:red", alpha=0.08)
+            ax.axvline(auto, color="tab:red", linestyle="--", linewidth=1.5,
+                       label=f"suggested: {auto:.2g}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="best", fontsize="small")
+    if path is not None:
+        save_figure(ax, path)
+    return ax

@@ -1,0 +1,78 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KBATCH_CACHE_DIR", os.path.join(os.path.dirname(__file__),
+                                                       "..", ".venv", "kbatch-cache"))
+
+import keras
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Each test starts with float32 and a fixed seed, and leaves it that way."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def make_classifier(input_dim=8, num_classes=3, optimizer="adam", hidden=16,
+                    dropout=0.0, **compile_kwargs):
+    layers = [keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu")]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers += [keras.layers.Dense(num_classes),
+               keras.layers.Activation("softmax", dtype="float32")]
+    model = keras.Sequential(layers)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  **compile_kwargs)
+    return model
+
+
+def classification_data(n=256, input_dim=8, num_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, input_dim)).astype("float32")
+    w = rng.normal(size=(input_dim, num_classes))
+    y = np.argmax(x @ w + 0.3 * rng.normal(size=(n, num_classes)), axis=1)
+    return x, y.astype("int32")
+
+
+class ScriptedLoss(keras.Model):
+    """A model whose loss on a batch is known exactly: the MSE of a zero output.
+
+    The output is `0 * w * x`, so the trainable weight gets a zero gradient and
+    the loss of a batch is `mean(y**2)` whatever the learning rate.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.w = self.add_weight(shape=(1,), initializer="ones", name="w")
+
+    def call(self, x):
+        return 0.0 * self.w * x[:, :1]
+
+
+def scripted_model(**compile_kwargs):
+    model = ScriptedLoss()
+    model.compile(optimizer=compile_kwargs.pop("optimizer", "sgd"), loss="mse",
+                  **compile_kwargs)
+    return model
+
+
+def model_state(model):
+    """Every model and optimizer variable as numpy, for bitwise comparison."""
+    model_vals = [np.array(v.numpy()) for v in model.variables]
+    opt_vals = [np.array(v.numpy())
+                for v in model.optimizer.variables]
+    return model_vals, opt_vals
+
+
+def assert_same_state(before, after):
+    for kind, a_list, b_list in (("model", before[0], after[0]),
+                                 ("optimizer", before[1], after[1])):
+        assert len(a_list) == len(b_list), f"{kind} variable count changed"
+        for i, (a, b) in enumerate(zip(a_list, b_list)):
+            assert a.dtype == b.dtype
+            assert a.tobytes() == b.tobytes(), f"{kind} variable {i} changed"

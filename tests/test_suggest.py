@@ -1,0 +1,162 @@
+import math
+
+import numpy as np
+import pytest
+
+from kbatch import suggest
+
+
+def test_exponential_sweep_is_geometric_from_min_to_max():
+    lrs = suggest.lr_sweep(1e-7, 10.0, 100)
+    assert lrs.size == 100
+    assert lrs[0] == pytest.approx(1e-7)
+    assert lrs[-1] == pytest.approx(10.0)
+    ratios = lrs[1:] / lrs[:-1]
+    np.testing.assert_allclose(ratios, (1e8) ** (1 / 99), rtol=1e-12)
+
+
+def test_linear_sweep_is_evenly_spaced():
+    lrs = suggest.lr_sweep(0.1, 1.0, 10, mode="linear")
+    np.testing.assert_allclose(np.diff(lrs), 0.1, rtol=1e-12)
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(1.0)
+
+
+def test_unknown_sweep_mode_is_refused():
+    with pytest.raises(ValueError, match="mode='cosine'"):
+        suggest.lr_sweep(0.1, 1.0, 10, mode="cosine")
+
+
+def test_smoothing_is_bias_corrected_ema_computed_by_hand():
+    beta = 0.9
+    losses = [4.0, 2.0, 3.0]
+    # avg_1 = 0.4, avg_2 = 0.56, avg_3 = 0.804; corrections 0.1, 0.19, 0.271
+    expected = [0.4 / 0.1, 0.56 / 0.19, 0.804 / 0.271]
+    np.testing.assert_allclose(suggest.smooth_losses(losses, beta), expected,
+                               rtol=1e-12)
+
+
+def test_zero_smoothing_returns_the_raw_curve():
+    losses = np.array([3.0, 1.0, 2.0])
+    np.testing.assert_allclose(suggest.smooth_losses(losses, 0.0), losses)
+
+
+def test_non_finite_loss_poisons_the_rest_of_the_smoothed_curve():
+    smoothed = suggest.smooth_losses([1.0, math.nan, 1.0], 0.5)
+    assert math.isfinite(smoothed[0])
+    assert not np.isfinite(smoothed[1:]).any()
+
+
+def _tanh_curve(center_log10, n=81, low=-6, high=2):
+    lrs = np.logspace(low, high, n)
+    losses = 2.0 - np.tanh(2.0 * (np.log10(lrs) - center_log10))
+    return lrs, losses
+
+
+@pytest.mark.parametrize("center", [-4.0, -2.0, -1.0])
+def test_steepest_finds_the_inflection_of_a_tanh_curve(center):
+    lrs, losses = _tanh_curve(center)
+    # add a rise after the bottom so the curve has a minimum at the end region
+    losses = losses + np.where(np.log10(lrs) > center + 2, 10 ** (np.log10(lrs)
+                                                                   - center - 2), 0)
+    assert suggest.steepest(lrs, losses) == pytest.approx(10**center, rel=1e-9)
+
+
+def test_steepest_uses_log_lr_not_raw_lr():
+    # Loss linear in log LR down to 1e-1, then up: every point before the minimum
+    # has the same slope against log LR, except near the ends where np.gradient
+    # uses one-sided differences. Against raw LR the slope would be steepest at
+    # the smallest LR by orders of magnitude; against log LR the choice must not
+    # be pinned to the first point.
+    lrs = np.logspace(-5, 0, 51)
+    log = np.log10(lrs)
+    losses = np.where(log <= -1, -log, 2 + 2 * log)
+    losses = losses + 0.01 * np.sin(np.arange(51))  # break ties deterministically
+    lr = suggest.steepest(lrs, losses)
+    assert lr > 1e-5
+
+
+def test_valley_returns_the_middle_of_the_longest_descent():
+    lrs = np.logspace(-4, 0, 9)
+    losses = [5.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 3.0, 9.0]
+    # longest decreasing subsequence: 6,4,3,2,1,0.5 (indices 1..6) or 5,4,... (0,2..6)
+    # both span log-LR from index 0 or 1 to 6; the middle is index 3 or 3.5
+    lr = suggest.valley(lrs, losses)
+    assert lr in (lrs[3], lrs[4])
+
+
+def test_minimum_rule_divides_the_best_lr_by_ten():
+    lrs = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    losses = np.array([3.0, 2.0, 1.0, 5.0])
+    assert suggest.minimum(lrs, losses) == pytest.approx(1e-2)
+
+
+def test_rules_give_no_answer_when_the_loss_never_fell():
+    lrs = np.logspace(-5, 0, 20)
+    rising = np.linspace(1.0, 3.0, 20)
+    assert suggest.minimum(lrs, rising) is None
+    assert suggest.steepest(lrs, rising) is None
+    assert suggest.valley(lrs, rising) is None
+    assert suggest.agree(lrs, rising, {"a": None, "b": None}) is None
+
+
+def test_rules_ignore_the_curve_after_a_non_finite_loss():
+    lrs = np.logspace(-4, 0, 6)
+    losses = np.array([3.0, 2.0, 1.0, math.nan, 0.1, 0.01])
+    assert suggest.minimum(lrs, losses) == pytest.approx(lrs[2] / 10)
+
+
+def test_agree_is_the_geometric_median_capped_below_the_minimum():
+    lrs = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    losses = np.array([3.0, 2.0, 1.0, 0.5, 9.0])  # minimum at 1e-1
+    # the median of (1e-4, 1e-3, 1e-2) is 1e-3: below the cap of 1e-1/3
+    assert suggest.agree(lrs, losses, {"a": 1e-4, "b": 1e-3, "c": 1e-2}) == (
+        pytest.approx(1e-3)
+    )
+    # a median above the cap is capped at a third of the best LR
+    assert suggest.agree(lrs, losses, {"a": 0.5, "b": 1.0, "c": 2.0}) == (
+        pytest.approx(0.1 / 3)
+    )
+
+
+def test_interval_is_the_span_of_the_rules():
+    assert suggest.interval({"a": 1e-3, "b": None, "c": 1e-2}) == (1e-3, 1e-2)
+    assert suggest.interval({"a": None}) is None
+
+
+def _diagnose(losses, *, diverged, smoothing=0.0):
+    losses = np.asarray(losses, dtype=float)
+    lrs = np.logspace(-5, 0, losses.size)
+    return suggest.diagnose(lrs, losses, suggest.smooth_losses(losses, smoothing),
+                            diverged=diverged, max_lr=1.0)
+
+
+def test_diagnose_accepts_a_clean_curve():
+    losses = np.concatenate([np.linspace(2.0, 0.5, 40), np.linspace(0.6, 5.0, 10)])
+    assert _diagnose(losses, diverged=True) == []
+
+
+def test_diagnose_flags_too_few_points():
+    problems = _diagnose([2.0, 1.0, 3.0], diverged=True)
+    assert any("Only 3 points" in p and "num_steps" in p for p in problems)
+
+
+def test_diagnose_flags_a_loss_that_never_fell():
+    problems = _diagnose(np.linspace(2.0, 2.5, 40), diverged=True)
+    assert any("never fell" in p and "min_lr" in p for p in problems)
+
+
+def test_diagnose_flags_a_sweep_that_never_reached_instability():
+    problems = _diagnose(np.linspace(2.0, 0.5, 40), diverged=False)
+    assert any("Raise `max_lr`" in p for p in problems)
+
+
+def test_diagnose_flags_a_noisy_curve():
+    rng = np.random.default_rng(0)
+    losses = np.linspace(2.0, 1.9, 60) + rng.normal(scale=0.5, size=60)
+    losses = np.abs(losses) + 2.0
+    problems = _diagnose(losses, diverged=True, smoothing=0.9)
+    assert any("noisy" in p for p in problems)
+    # the same trend without the noise is not flagged
+    clean = np.concatenate([np.linspace(4.0, 3.9, 60), [9.0]])
+    assert not any("noisy" in p for p in _diagnose(clean, diverged=True,
+                                                   smoothing=0.9))
