@@ -96,7 +96,7 @@ class LearningRateControl:
         optimizer = self.model.optimizer
         self._original = learning_rate_object(optimizer)
         if isinstance(self._original, keras.Variable):
-            self._original_value = keras.ops.convert_to_numpy(self._original)
+            self._original_value = self._original.numpy()
         else:
             self._variable = keras.Variable(
                 float(initial_lr),
@@ -114,11 +114,24 @@ class LearningRateControl:
         self._active = True
         self.set(initial_lr)
 
-    def set(self, lr: float):
+    def encode(self, values):
+        """Learning rates as tensors of the controlled variable's dtype.
+
+        Assigning a ready tensor costs about half as much as assigning a Python
+        float, which matters for tiny models where a step takes ~1 ms.
+        """
         if self._swapped:
-            self._variable.assign(float(lr))
+            dtype = self._variable.dtype
         else:
-            base_optimizer(self.model.optimizer).learning_rate = float(lr)
+            dtype = learning_rate_object(self.model.optimizer).dtype
+        return [keras.ops.convert_to_tensor(float(v), dtype=dtype) for v in values]
+
+    def set(self, lr):
+        """Set the learning rate: a float, or a tensor from `encode`."""
+        if self._swapped:
+            self._variable.assign(lr)
+        else:
+            base_optimizer(self.model.optimizer).learning_rate = lr
 
     def release(self):
         """Put the learning rate back as it was. Safe to call more than once."""

@@ -5,8 +5,9 @@ RNG seed states; restoring only weights changes the training that follows. A
 `TrainingState` copies every model variable (weights, non-trainable statistics,
 seed generator states), every optimizer variable (including a
 `LossScaleOptimizer`'s scale and counter), the compiled metrics' state, the
-learning-rate object, the train function and the global dtype policy, and puts
-them back bit for bit.
+learning-rate object and the global dtype policy, and puts them back bit for
+bit. (A train function traced meanwhile is kept: it computes the same thing,
+and keeping it spares the next `fit` a retrace.)
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class TrainingState:
         self._lr_object = (
             None if optimizer is None else _optimizer.learning_rate_object(optimizer)
         )
-        self._train_function = getattr(model, "train_function", None)
         self._stop_training = getattr(model, "stop_training", False)
         self._history = getattr(model, "history", _MISSING)
         self._dtype_policy = keras.config.dtype_policy()
@@ -80,7 +80,6 @@ class TrainingState:
         _assign(self._model_vars, self._model_values)
         _assign(self._opt_vars, self._opt_values)
         _assign(self._metric_vars, self._metric_values)
-        model.train_function = self._train_function
         model.stop_training = self._stop_training
         if include_history and self._history is not _MISSING:
             model.history = self._history

@@ -161,17 +161,12 @@ def find_lr(
         validation_data=validation_data,
         verbose=verbose,
     )
+    callback._equal_batches = stream.equal_batches
+    fit_kwargs = stream.fit_kwargs()
     state = TrainingState.capture(model)
     started = time.perf_counter()
     try:
-        model.fit(
-            stream.data,
-            epochs=1,
-            steps_per_epoch=budget,
-            callbacks=[callback],
-            shuffle=False,
-            verbose=0,
-        )
+        model.fit(**fit_kwargs, epochs=1, callbacks=[callback], verbose=0)
     finally:
         callback.release()
         state.restore()

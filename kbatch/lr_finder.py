@@ -127,6 +127,9 @@ class LRRangeTest(keras.callbacks.Callback):
         self.restore_weights = bool(restore_weights)
         self.validation_data = validation_data
         self.verbose = check_verbose(verbose)
+        # Set by `find_lr` when every batch has the same size: the running mean
+        # can then be de-averaged without reading the sample count.
+        self._equal_batches = False
         self._reset()
 
     def _reset(self):
@@ -153,6 +156,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._scale_var = None
         self._val_batches = None
         self._progbar = None
+        self._plan_tensors = None
 
     # ------------------------------------------------------------------ setup
     def on_train_begin(self, logs=None):
@@ -187,6 +191,7 @@ class LRRangeTest(keras.callbacks.Callback):
             self._state = TrainingState.capture(model)
         self._control = _optimizer.LearningRateControl(model)
         self._control.acquire(self._plan[0], retrace=True)
+        self._plan_tensors = self._control.encode(self._plan)
         self._current_lr = float(self._plan[0])
         if self.verbose == 1:
             self._progbar = keras.utils.Progbar(
@@ -202,9 +207,10 @@ class LRRangeTest(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.stop_reason is not None or self._in_group:
             return
-        lr = float(self._plan[len(self._lrs)])
+        index = len(self._lrs)
+        lr = float(self._plan[index])
         if lr != self._current_lr:
-            self._control.set(lr)
+            self._control.set(self._plan_tensors[index])
             self._current_lr = lr
 
     def on_train_batch_end(self, batch, logs=None):
@@ -240,7 +246,7 @@ class LRRangeTest(keras.callbacks.Callback):
                 "model with a loss, or make a custom `train_step` return 'loss'."
             )
         mean = float(logs["loss"])
-        if self._tracker is not None:
+        if self._tracker is not None and not self._equal_batches:
             count = _read(self._tracker.count)
         else:
             count = self._prev_count + 1.0
@@ -313,6 +319,7 @@ class LRRangeTest(keras.callbacks.Callback):
         if self._control is not None:
             self._control.release()
             self._control = None
+        self._plan_tensors = None
         if self._state is not None:
             self._state.restore(include_history=False)
             self._state = None
