@@ -75,7 +75,8 @@ kind, steps = sys.argv[1], int(sys.argv[2])
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(4096, 512)).astype("float32")
 y = (np.arange(4096) % 10).astype("int32")
-model = keras.Sequential([keras.Input((512,)), keras.layers.Dense(2048, activation="relu"),
+model = keras.Sequential([keras.Input((512,)),
+                          keras.layers.Dense(2048, activation="relu"),
                           keras.layers.Dense(1536, activation="relu"),
                           keras.layers.Dense(10, activation="softmax")])
 model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
@@ -151,10 +152,13 @@ def main(argv=None):
                      f"{r['ms_per_step_find_lr']:.2f} | {r['ratio_warm']:.2f} | "
                      f"{r['ratio_cold']:.2f} |")
     lines.append("")
-    lines.append(f"Peak memory (wide MLP, {memory['find_lr']['params']:,} parameters, "
-                 f"Adam): plain fit {memory['plain']['peak_mb']:.0f} MB, find_lr "
-                 f"{memory['find_lr']['peak_mb']:.0f} MB (+{memory['extra_peak_mb']:.0f}"
-                 f" MB; one state copy is {memory['state_copy_mb']:.0f} MB).")
+    plain, found = memory["plain"], memory["find_lr"]
+    lines.append(
+        f"Peak memory (wide MLP, {found['params']:,} parameters, Adam): plain fit "
+        f"{plain['peak_mb']:.0f} MB, find_lr {found['peak_mb']:.0f} MB "
+        f"({memory['extra_peak_mb']:+.0f} MB; one state copy is "
+        f"{memory['state_copy_mb']:.0f} MB)."
+    )
     write_markdown("lr_finder_cost", "\n".join(lines) + "\n")
     return results
 

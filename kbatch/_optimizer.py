@@ -47,6 +47,23 @@ def gradient_accumulation_steps(optimizer) -> int:
     return int(steps) if steps else 1
 
 
+def heavy_ball_momentum(optimizer) -> float:
+    """Momentum that delays the effect of the learning rate (SGD, RMSprop).
+
+    Adam-style optimizers apply the learning rate when the update is made and
+    report 0 here.
+    """
+    base = base_optimizer(optimizer)
+    if not isinstance(base, (keras.optimizers.SGD, keras.optimizers.RMSprop)):
+        return 0.0
+    momentum = getattr(base, "momentum", 0.0) or 0.0
+    try:
+        momentum = float(momentum)
+    except (TypeError, ValueError):
+        return 0.0
+    return momentum if 0.0 <= momentum < 1.0 else 0.0
+
+
 def current_learning_rate(optimizer) -> float:
     """The learning rate the optimizer would use for its next update, as a float."""
     return float(keras.ops.convert_to_numpy(base_optimizer(optimizer).learning_rate))

@@ -157,6 +157,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._val_batches = None
         self._progbar = None
         self._plan_tensors = None
+        self._momentum = 0.0
 
     # ------------------------------------------------------------------ setup
     def on_train_begin(self, logs=None):
@@ -184,6 +185,7 @@ class LRRangeTest(keras.callbacks.Callback):
         if self.validation_data is not None:
             self._val_batches = _data.fixed_batches(self.validation_data)
         self._tracker = _find_loss_tracker(model)
+        self._momentum = _optimizer.heavy_ball_momentum(model.optimizer)
         self._scale_var = _optimizer.loss_scale_variable(model.optimizer)
         if self._scale_var is not None:
             self._scale = _read(self._scale_var)
@@ -347,6 +349,7 @@ class LRRangeTest(keras.callbacks.Callback):
             stop_reason=self.stop_reason or "running",
             skipped_steps=self._skipped,
             loss_kind="validation" if self.validation_data is not None else "train",
+            momentum=self._momentum,
         )
 
     def get_config(self):

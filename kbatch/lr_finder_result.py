@@ -19,12 +19,19 @@ class LRFinderResult:
     the smoothed curve, one suggestion per rule, an agreed suggestion with its
     spread, diagnostics, a plot and a JSON file.
 
+    The rules read a zero-lag `trend` of the losses (the causal moving average
+    in `smoothed_losses` lags by decades of LR and is used only to detect
+    divergence), against the effective learning rate, which differs from the
+    set one only for SGD/RMSprop with momentum (see
+    `kbatch.suggest.effective_lrs`).
+
     Suggestion rules (see `kbatch.suggest`):
-    - `"steepest"`: where the smoothed loss falls fastest against log LR.
-    - `"valley"`: the middle of the longest descending stretch (fastai's idea).
-    - `"minimum"`: the LR of the lowest smoothed loss, divided by 10.
-    - `"auto"`: the geometric median of the three, never more than a third of
-      the LR of the lowest loss.
+    - `"steepest"`: where the loss falls fastest against log LR.
+    - `"valley"`: the middle of the descent (after fastai's rule); cautious.
+    - `"minimum"`: the LR of the lowest loss, divided by 10 (rule of thumb).
+    - `"auto"`: the geometric mean of the LR of the lowest loss and the steepest
+      LR, divided by 1.4; validated against dense LR grids in
+      `benchmarks/bench_lr_quality.py`.
 
     Args:
         lrs: Array of the learning rates tried, one per recorded step.
@@ -68,6 +75,7 @@ class LRFinderResult:
         stop_reason: str = "completed",
         skipped_steps: int = 0,
         loss_kind: str = "train",
+        momentum: float = 0.0,
         metadata: dict | None = None,
     ):
         self.lrs = np.asarray(lrs, dtype=np.float64).reshape(-1)
@@ -79,6 +87,9 @@ class LRFinderResult:
             )
         self.smoothing = float(smoothing)
         self.smoothed_losses = suggest.smooth_losses(self.losses, self.smoothing)
+        self.momentum = float(momentum)
+        self.trend = suggest.trend(self.losses)
+        self.effective_lrs = suggest.effective_lrs(self.lrs, self.momentum)
         self.batch_size = None if batch_size is None else int(batch_size)
         self.min_lr = min_lr
         self.max_lr = max_lr
@@ -100,11 +111,12 @@ class LRFinderResult:
     def suggestions(self) -> dict:
         """Every rule's suggested LR, `None` where a rule has no answer."""
         if self._suggestions is None:
+            lrs, curve = self.effective_lrs, self.trend
             values = {
-                name: rule(self.lrs, self.smoothed_losses)
+                name: rule(lrs, curve)
                 for name, rule in suggest.SUGGESTION_RULES.items()
             }
-            values["auto"] = suggest.agree(self.lrs, self.smoothed_losses, values)
+            values["auto"] = suggest.agree(lrs, curve, values)
             self._suggestions = values
         return dict(self._suggestions)
 
@@ -140,10 +152,9 @@ class LRFinderResult:
         return value
 
     def suggestion_interval(self) -> tuple[float, float]:
-        """The spread of the rules: `(lowest, highest)` suggested LR."""
-        spread = suggest.interval(
-            {k: v for k, v in self.suggestions().items() if k != "auto"}
-        )
+        """The spread of the suggestions: `(lowest, highest)` of every rule and
+        the agreed value. A wide spread means a curve that is hard to read."""
+        spread = suggest.interval(self.suggestions())
         if spread is None:
             self.suggestion("auto")  # raises with the reasons
         return spread
@@ -151,9 +162,9 @@ class LRFinderResult:
     def diagnose(self) -> list[str]:
         """Problems with the curve that make suggestions unreliable, with fixes."""
         return suggest.diagnose(
-            self.lrs,
+            self.effective_lrs,
             self.losses,
-            self.smoothed_losses,
+            self.trend,
             diverged=self.diverged,
             max_lr=self.max_lr,
         )
@@ -182,9 +193,7 @@ class LRFinderResult:
     def to_dict(self) -> dict:
         """A JSON-ready dict of the result (non-finite numbers become `null`)."""
         suggestions = self.suggestions()
-        spread = suggest.interval(
-            {k: v for k, v in suggestions.items() if k != "auto"}
-        )
+        spread = suggest.interval(suggestions)
         return {
             "format": self.FORMAT,
             "format_version": self.FORMAT_VERSION,
@@ -201,6 +210,7 @@ class LRFinderResult:
             "stop_reason": self.stop_reason,
             "skipped_steps": self.skipped_steps,
             "loss_kind": self.loss_kind,
+            "momentum": self.momentum,
             "suggestions": suggestions,
             "suggestion_interval": list(spread) if spread else None,
             "diagnostics": self.diagnose(),
@@ -233,6 +243,9 @@ class LRFinderResult:
         smoothing = data.get("smoothing", 0.98)
         if not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
             raise ValueError(f"Corrupt LRFinderResult: bad 'smoothing' {smoothing!r}.")
+        momentum = data.get("momentum", 0.0)
+        if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise ValueError(f"Corrupt LRFinderResult: bad 'momentum' {momentum!r}.")
         metadata = data.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise ValueError("Corrupt LRFinderResult: 'metadata' must be an object.")
@@ -249,6 +262,7 @@ class LRFinderResult:
             stop_reason=str(data.get("stop_reason", "completed")),
             skipped_steps=int(data.get("skipped_steps", 0)),
             loss_kind=str(data.get("loss_kind", "train")),
+            momentum=momentum,
             metadata=metadata,
         )
 

@@ -35,7 +35,7 @@ def _new_axes(ax, figsize=(7, 4.5)):
 
 
 def save_figure(ax, path):
-    """Save the figure of `ax` to `path` and close it if pyplot owns it."""
+    """Save the figure of `ax` to `path` (the figure stays open)."""
     figure = ax.figure
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -47,30 +47,39 @@ def _interp(lrs, values, lr):
 
 
 def plot_lr_finder(result, ax=None, *, show_suggestions=True, path=None):
-    """Loss vs learning rate of an `LRFinderResult`, suggestions marked."""
+    """Loss vs learning rate of an `LRFinderResult`, suggestions marked.
+
+    The thin line is the recorded loss of each step, the thick line its
+    zero-lag trend, which the suggestion rules read. With SGD or RMSprop
+    momentum, the x axis is the effective learning rate (see
+    `kbatch.suggest.effective_lrs`).
+    """
     ax = _new_axes(ax)
-    lrs, raw, smoothed = result.lrs, result.losses, result.smoothed_losses
-    finite = np.isfinite(smoothed)
+    lrs, raw, curve = result.effective_lrs, result.losses, result.trend
+    finite = np.isfinite(curve)
     label = "validation loss" if result.loss_kind == "validation" else "batch loss"
     ax.plot(lrs, raw, color="tab:blue", alpha=0.3, linewidth=1, label=label)
-    ax.plot(lrs[finite], smoothed[finite], color="tab:blue", linewidth=2,
-            label="smoothed")
+    ax.plot(lrs[finite], curve[finite], color="tab:blue", linewidth=2, label="trend")
     if result.mode == "exponential":
         ax.set_xscale("log")
-    ax.set_xlabel("learning rate" + (" (log scale)" if result.mode == "exponential"
-                                     else ""))
+    xlabel = "learning rate"
+    if result.momentum:
+        xlabel = f"effective learning rate (momentum {result.momentum:g})"
+    if result.mode == "exponential":
+        xlabel += ", log scale"
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     title = "LR range test"
     if result.batch_size:
         title += f" at batch size {result.batch_size}"
     ax.set_title(title)
 
-    if finite.any():
+    if finite.sum() >= 2:
         # Keep the divergence spike from flattening the interesting part.
-        good = smoothed[finite]
+        good = curve[finite]
         low = float(np.nanmin(np.where(np.isfinite(raw), raw, np.nan)))
-        high = float(max(good[0], np.percentile(good, 90))) if good.size else None
-        if high is not None and math.isfinite(low) and high > low:
+        high = float(max(good[0], np.percentile(raw[np.isfinite(raw)], 90)))
+        if math.isfinite(low) and high > low:
             pad = 0.08 * (high - low)
             ax.set_ylim(low - pad, high + 3 * pad)
 
@@ -80,7 +89,7 @@ def plot_lr_finder(result, ax=None, *, show_suggestions=True, path=None):
             lr = suggestions.get(name)
             if lr is None:
                 continue
-            y = _interp(lrs[finite], smoothed[finite], lr)
+            y = _interp(lrs[finite], curve[finite], lr)
             ax.plot([lr], [y], marker=marker, color=color, markersize=8,
                     linestyle="none", label=f"{name}: {lr:.2g}")
         auto = suggestions.get("auto")

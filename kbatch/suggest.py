@@ -2,7 +2,8 @@
 
 Everything here works on plain numbers and NumPy arrays; nothing touches Keras.
 Each suggestion rule has the same signature, ``rule(lrs, losses) -> float | None``,
-where ``losses`` is the *smoothed* curve, and returns ``None`` when the curve does
+where ``losses`` is the zero-lag `trend` of the curve and ``lrs`` the effective
+learning rates (see `effective_lrs`), and returns ``None`` when the curve does
 not support a suggestion (for instance when the loss never fell).
 
 References:
@@ -79,6 +80,69 @@ def _finite_prefix(lrs, losses):
     return lrs[:end], losses[:end]
 
 
+TREND_WIDTH = 2.5
+
+
+def trend(losses, width: float = TREND_WIDTH):
+    """Zero-lag smoothing of a loss curve, for reading suggestions off it.
+
+    A Gaussian kernel over neighbouring points (standard deviation `width`
+    points), renormalised at the ends. Unlike the causal moving average used to
+    detect divergence, it does not shift features of the curve towards larger
+    learning rates: with `smoothing=0.98` over 100 points, the moving average
+    lags by tens of points, which is several decades of learning rate. Values
+    from the first non-finite loss on are `nan`.
+
+    Example:
+
+    >>> trend([1.0, 1.0, 1.0, float("nan")]).tolist()
+    [1.0, 1.0, 1.0, nan]
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    _, finite = _finite_prefix(losses, losses)
+    out = np.full(losses.shape, np.nan)
+    n = finite.size
+    if n == 0:
+        return out
+    if width <= 0:
+        out[:n] = finite
+        return out
+    index = np.arange(n)
+    weights = np.exp(-0.5 * ((index[:, None] - index[None, :]) / width) ** 2)
+    out[:n] = (weights @ finite) / weights.sum(axis=1)
+    return out
+
+
+def effective_lrs(lrs, momentum: float = 0.0):
+    """The learning rate that actually drives each step of a sweep.
+
+    With heavy-ball momentum `m` (SGD, RMSprop), a gradient taken at step `j`
+    keeps moving the weights for about `1 / (1 - m)` steps at the learning rate
+    of step `j`. While the learning rate grows quickly, as in a range test, the
+    step size at step `i` is therefore set by a moving average of the recent
+    learning rates, `(1 - m) * sum_k m**k * lr[i - k]` (bias-corrected), which is
+    well below `lr[i]`: about 0.4x for `m = 0.9` on the default sweep. Reading
+    suggestions against this effective LR keeps SGD with momentum from being
+    pushed past its edge of stability. Adam-style optimizers apply the learning
+    rate when the update is made, so they need no correction (`momentum=0`).
+
+    Example:
+
+    >>> effective_lrs([1.0, 2.0, 4.0], momentum=0.0).tolist()
+    [1.0, 2.0, 4.0]
+    >>> effective_lrs([1.0, 2.0, 4.0], momentum=0.5).round(3).tolist()
+    [1.0, 1.667, 3.0]
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if not momentum:
+        return lrs.copy()
+    return smooth_losses(lrs, momentum)
+
+
+def _minimum_index(losses):
+    return int(np.argmin(losses)) if losses.size else 0
+
+
 def steepest(lrs, losses) -> float | None:
     """LR where the loss falls fastest against log LR.
 
@@ -94,26 +158,25 @@ def steepest(lrs, losses) -> float | None:
     0.01
     """
     lrs, losses = _finite_prefix(lrs, losses)
-    if losses.size < 3:
-        return None
-    end = int(np.argmin(losses)) + 1
+    end = _minimum_index(losses) + 1
     if end < 3:
         return None
-    log_lr = np.log(lrs[:end])
-    slope = np.gradient(losses[:end], log_lr)
+    slope = np.gradient(losses[:end], np.log(lrs[:end]))
     best = int(np.argmin(slope))
     if slope[best] >= 0:
         return None
     return float(lrs[best])
 
 
-def valley(lrs, losses) -> float | None:
-    """LR in the middle of the longest descending stretch of the curve.
+def valley(lrs, losses, start_fraction: float = 0.2) -> float | None:
+    """LR in the middle of the descent, after fastai's "valley" rule.
 
-    Finds the longest decreasing subsequence of the loss curve (the "valley")
-    and returns the LR halfway through it on the log scale, an idea from
-    fastai's `valley` rule. It is a cautious rule: it rarely points past the
-    edge of stability, and tends to be a few times lower than the best LR.
+    Takes the longest decreasing subsequence of the curve and returns the LR
+    halfway through it on the log scale. The search starts once the loss has
+    fallen by `start_fraction` of its total drop: the flat start of a range test
+    is noise, and a decreasing subsequence threaded through it would drag the
+    answer decades too low. A cautious rule: it rarely points past the edge of
+    stability, and usually lies a few times below the best LR.
 
     Example:
 
@@ -122,9 +185,13 @@ def valley(lrs, losses) -> float | None:
     0.01
     """
     lrs, losses = _finite_prefix(lrs, losses)
-    n = losses.size
-    if n < 3:
+    best = _minimum_index(losses)
+    if best < 2:
         return None
+    drop = losses[0] - losses[best]
+    first = int(np.argmax(losses[: best + 1] <= losses[0] - start_fraction * drop))
+    lrs, losses = lrs[first:], losses[first:]
+    n = losses.size
     length = np.ones(n, dtype=np.int64)
     start = np.arange(n)
     for i in range(1, n):
@@ -136,9 +203,9 @@ def valley(lrs, losses) -> float | None:
     end = int(np.argmax(length))
     if length[end] < 2:
         return None
-    first = int(start[end])
-    log_mid = 0.5 * (math.log(lrs[first]) + math.log(lrs[end]))
-    mid = int(np.argmin(np.abs(np.log(lrs[first : end + 1]) - log_mid))) + first
+    begin = int(start[end])
+    log_mid = 0.5 * (math.log(lrs[begin]) + math.log(lrs[end]))
+    mid = int(np.argmin(np.abs(np.log(lrs[begin : end + 1]) - log_mid))) + begin
     return float(lrs[mid])
 
 
@@ -151,9 +218,7 @@ def minimum(lrs, losses, factor: float = 10.0) -> float | None:
     0.01
     """
     lrs, losses = _finite_prefix(lrs, losses)
-    if losses.size < 2:
-        return None
-    best = int(np.argmin(losses))
+    best = _minimum_index(losses)
     if best == 0:
         return None
     return float(lrs[best] / factor)
@@ -166,36 +231,52 @@ SUGGESTION_RULES: Mapping[str, Callable] = {
 }
 
 
-def agree(lrs, losses, suggestions: Mapping[str, float | None]) -> float | None:
-    """One LR agreed from the individual rules.
+# `auto` = sqrt(lr_at_lowest_loss * steepest) / AGREE_MARGIN. Chosen on the
+# worst case over tasks and seeds (benchmarks/bench_lr_quality.py): the LR of
+# the lowest loss is near the edge of stability, the steepest point is where
+# learning is fastest; their geometric mean, kept a margin below, was within
+# 3% of the best LR of a dense grid on every design task.
+AGREE_MARGIN = 1.4
 
-    The geometric median of the rules' values (robust to one rule that goes
-    astray), capped at a third of the LR of the lowest loss, which is close to
-    the edge of stability: a suggestion must never be the reason a run fails.
+
+def agree(lrs, losses, suggestions: Mapping[str, float | None]) -> float | None:
+    """One LR agreed from the curve and the individual rules.
+
+    The geometric mean of the LR at the lowest point of the trend (close to the
+    edge of stability) and the `steepest` LR (fastest learning), divided by a
+    safety margin of 1.4. It is always below the LR of the lowest loss. When the
+    curve has no steepest point, the LR of the lowest loss divided by 2.
 
     Args:
-        lrs: The swept learning rates.
-        losses: The smoothed losses.
+        lrs: The (effective) learning rates of the sweep.
+        losses: The trend of the losses (see `trend`).
         suggestions: The values of the individual rules (`None` where a rule
             had no answer).
 
     Returns:
-        The agreed LR, or `None` when no rule has an answer.
+        The agreed LR, or `None` when the curve supports no suggestion.
+
+    Example:
+
+    >>> lrs = np.logspace(-4, 0, 41)
+    >>> losses = 2.0 - np.tanh(np.log10(lrs) + 2.0) + (lrs > 0.1) * 30 * lrs
+    >>> rules = {"steepest": steepest(lrs, losses)}
+    >>> round(agree(lrs, losses, rules) / 0.01, 2)  # sqrt(0.1 * 0.01) / 1.4
+    2.26
     """
-    values = [v for v in suggestions.values() if v is not None and v > 0]
-    if not values:
-        return None
-    agreed = float(np.exp(np.median(np.log(values))))
     lrs, losses = _finite_prefix(lrs, losses)
-    if losses.size >= 2:
-        best = int(np.argmin(losses))
-        if best > 0:
-            agreed = min(agreed, float(lrs[best]) / 3.0)
-    return agreed
+    best = _minimum_index(losses)
+    if best == 0:
+        return None
+    lowest = float(lrs[best])
+    fastest = suggestions.get("steepest")
+    if not fastest:
+        return lowest / 2.0
+    return math.sqrt(lowest * fastest) / AGREE_MARGIN
 
 
 def interval(suggestions: Mapping[str, float | None]) -> tuple[float, float] | None:
-    """The spread of the rules: `(lowest, highest)` suggested LR."""
+    """The spread of the suggestions: `(lowest, highest)` suggested LR."""
     values = [v for v in suggestions.values() if v is not None and v > 0]
     if not values:
         return None

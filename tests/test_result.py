@@ -35,21 +35,27 @@ def test_suggestions_cover_every_rule_and_agree_inside_their_spread():
     assert result.suggestion("minimum") == values["minimum"]
 
 
-def test_each_suggestion_is_computed_from_the_smoothed_curve():
+def test_suggestions_read_the_trend_against_effective_lrs():
     result = _result()
-    s = result.smoothed_losses
-    np.testing.assert_allclose(s, suggest.smooth_losses(result.losses, 0.5))
-    assert result.suggestion("steepest") == suggest.steepest(result.lrs, s)
+    np.testing.assert_allclose(result.smoothed_losses,
+                               suggest.smooth_losses(result.losses, 0.5))
+    assert result.suggestion("steepest") == suggest.steepest(result.lrs,
+                                                             result.trend)
+    momentum = LRFinderResult(result.lrs, result.losses, momentum=0.9)
+    eff = suggest.effective_lrs(result.lrs, 0.9)
+    assert momentum.suggestion("steepest") == suggest.steepest(eff, result.trend)
+    assert momentum.suggestion("steepest") < result.suggestion("steepest")
 
 
 def test_json_round_trip_keeps_every_number_including_nan(tmp_path):
-    result = _result(metadata={"model": "mlp"})
+    result = _result(metadata={"model": "mlp"}, momentum=0.9)
     path = tmp_path / "sub" / "r.json"
     result.save(path)
     loaded = LRFinderResult.load(path)
     np.testing.assert_array_equal(loaded.lrs, result.lrs)
     np.testing.assert_array_equal(loaded.losses, result.losses)  # NaN == NaN here
     assert loaded.batch_size == 32 and loaded.stop_reason == "non_finite"
+    assert loaded.momentum == result.momentum
     assert loaded.metadata == {"model": "mlp"}
     assert loaded.suggestions() == result.suggestions()
     # strict JSON: no NaN tokens

@@ -75,13 +75,23 @@ def test_steepest_uses_log_lr_not_raw_lr():
     assert lr > 1e-5
 
 
-def test_valley_returns_the_middle_of_the_longest_descent():
+def test_valley_returns_the_middle_of_the_descent():
     lrs = np.logspace(-4, 0, 9)
     losses = [5.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 3.0, 9.0]
-    # longest decreasing subsequence: 6,4,3,2,1,0.5 (indices 1..6) or 5,4,... (0,2..6)
-    # both span log-LR from index 0 or 1 to 6; the middle is index 3 or 3.5
-    lr = suggest.valley(lrs, losses)
-    assert lr in (lrs[3], lrs[4])
+    # the search starts where the loss fell by a fifth of its drop (4.0 at
+    # index 2); the descent 4, 3, 2, 1, 0.5 spans indices 2..6: middle 4
+    assert suggest.valley(lrs, losses) == lrs[4]
+
+
+def test_valley_ignores_a_noisy_flat_start():
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-7, 1, 100)
+    log = np.log10(lrs)
+    clean = 2.0 - 0.5 * (np.tanh(2 * (log + 1.5)) + 1) + np.where(log > -0.3,
+                                                                   5 * (log + 0.3), 0)
+    noisy = clean + rng.normal(scale=0.01, size=100)
+    lr = suggest.valley(lrs, suggest.trend(noisy))
+    assert 1e-3 < lr < 1e-1  # not decades down in the noise
 
 
 def test_minimum_rule_divides_the_best_lr_by_ten():
@@ -105,17 +115,42 @@ def test_rules_ignore_the_curve_after_a_non_finite_loss():
     assert suggest.minimum(lrs, losses) == pytest.approx(lrs[2] / 10)
 
 
-def test_agree_is_the_geometric_median_capped_below_the_minimum():
+def test_agree_is_the_margined_geometric_mean_of_lowest_and_steepest():
     lrs = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
-    losses = np.array([3.0, 2.0, 1.0, 0.5, 9.0])  # minimum at 1e-1
-    # the median of (1e-4, 1e-3, 1e-2) is 1e-3: below the cap of 1e-1/3
-    assert suggest.agree(lrs, losses, {"a": 1e-4, "b": 1e-3, "c": 1e-2}) == (
-        pytest.approx(1e-3)
-    )
-    # a median above the cap is capped at a third of the best LR
-    assert suggest.agree(lrs, losses, {"a": 0.5, "b": 1.0, "c": 2.0}) == (
-        pytest.approx(0.1 / 3)
-    )
+    losses = np.array([3.0, 2.0, 1.0, 0.5, 9.0])  # lowest at 1e-1
+    value = suggest.agree(lrs, losses, {"steepest": 1e-3, "valley": 5.0})
+    assert value == pytest.approx(math.sqrt(1e-1 * 1e-3) / suggest.AGREE_MARGIN)
+    # always below the LR of the lowest loss
+    assert suggest.agree(lrs, losses, {"steepest": 1e-1}) < 1e-1
+    # without a steepest point: half the LR of the lowest loss
+    assert suggest.agree(lrs, losses, {"steepest": None}) == pytest.approx(0.05)
+
+
+def test_trend_is_zero_lag_and_stops_at_the_first_non_finite_loss():
+    # A symmetric dip stays centred under the trend; an EMA would shift it right.
+    losses = 1.0 - np.exp(-(((np.arange(41) - 20) / 4.0) ** 2))
+    t = suggest.trend(losses)
+    assert int(np.argmin(t)) == 20
+    assert int(np.argmin(suggest.smooth_losses(losses, 0.9))) > 20
+    np.testing.assert_allclose(t[:18], t[::-1][:18])  # symmetric
+    with_nan = suggest.trend([1.0, 2.0, math.nan, 1.0])
+    assert np.isfinite(with_nan[:2]).all() and np.isnan(with_nan[2:]).all()
+
+
+def test_trend_of_a_constant_is_the_constant_at_the_edges_too():
+    np.testing.assert_allclose(suggest.trend(np.full(30, 2.5)), 2.5)
+
+
+def test_effective_lr_of_momentum_is_the_bias_corrected_ema_of_lrs():
+    lrs = suggest.lr_sweep(1e-7, 10.0, 100)
+    np.testing.assert_array_equal(suggest.effective_lrs(lrs, 0.0), lrs)
+    eff = suggest.effective_lrs(lrs, 0.9)
+    np.testing.assert_allclose(eff, suggest.smooth_losses(lrs, 0.9))
+    # far from the start of an exponential sweep with ratio q per step the
+    # ratio settles at (1 - m) / (1 - m / q)
+    q = lrs[1] / lrs[0]
+    assert eff[-1] / lrs[-1] == pytest.approx(0.1 / (1 - 0.9 / q), rel=1e-4)
+    assert (eff <= lrs + 1e-18).all()
 
 
 def test_interval_is_the_span_of_the_rules():

@@ -1,0 +1,24 @@
+"""Every example in a public docstring runs (doctest)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "kbatch.suggest",
+    "kbatch.lr_finder",
+    "kbatch.lr_finder_result",
+    "kbatch.finder",
+    "kbatch.datasets",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS
+                             | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0
+    if name != "kbatch.datasets":
+        assert result.attempted > 0
