@@ -60,8 +60,8 @@ def main():
 
     # 1. One function call; the model comes back untouched.
     model = build()
+    # verbose='auto': a progress bar, then the summary of the suggestions.
     result = kbatch.find_lr(model, *data.train, batch_size=args.batch_size, seed=0)
-    print(result.summary())
     result.save(os.path.join(args.out, "find_lr.json"))
     ax = result.plot(path=os.path.join(args.out, "find_lr.png"))
     plt.close(ax.figure)
@@ -84,7 +84,7 @@ def main():
     ax.plot(callback_result.lrs, np.asarray(spy.values[:n]),
             label='logs["loss"]: running mean of the epoch')
     ax.set_xscale("log")
-    ax.set_ylim(top=min(4.0, ax.get_ylim()[1]))
+    ax.set_ylim(0.95 * np.nanmin(callback_result.losses), 4.0)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     ax.legend()

@@ -96,7 +96,7 @@ def find_lr(
     Example:
 
     >>> import keras, numpy as np
-    >>> x = np.random.rand(512, 8).astype("float32")
+    >>> x = np.random.rand(1024, 8).astype("float32")
     >>> y = (x.sum(axis=1) > 4).astype("int32")
     >>> model = keras.Sequential([
     ...     keras.Input((8,)),
@@ -104,9 +104,9 @@ def find_lr(
     ...     keras.layers.Dense(2, activation="softmax"),
     ... ])
     >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    >>> result = find_lr(model, x, y, num_steps=50, verbose=0)
-    >>> lr = result.suggestion()
-    >>> result.lrs.size <= 50
+    >>> result = find_lr(model, x, y, min_lr=1e-5, num_steps=60, verbose=0)
+    >>> lr = result.suggestion()  # then: model.optimizer.learning_rate = lr
+    >>> 1e-5 < lr < 10.0
     True
     """
     validate_sweep_arguments(

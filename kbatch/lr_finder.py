@@ -136,7 +136,6 @@ class LRRangeTest(keras.callbacks.Callback):
         self.batch_size = None
         self._lrs = []
         self._losses = []
-        self._smoothed = []
         self._avg = 0.0
         self._best = math.inf
         self._skipped = 0
@@ -149,7 +148,6 @@ class LRRangeTest(keras.callbacks.Callback):
         self._scale = None
         self._current_lr = None
         self.stop_reason = None
-        self._result = None
         self._control = None
         self._state = None
         self._tracker = None
@@ -224,7 +222,7 @@ class LRRangeTest(keras.callbacks.Callback):
             return
         self._in_group = 0
         seg_total, seg_count = self._seg_total, self._seg_count
-        if self.batch_size is None and seg_count > 0:
+        if self.batch_size is None and self._counts_samples() and seg_count > 0:
             self.batch_size = round(seg_count / (self._group * self._spe))
         self._seg_total = self._seg_count = 0.0
         if self._step_was_skipped():
@@ -248,9 +246,9 @@ class LRRangeTest(keras.callbacks.Callback):
                 "model with a loss, or make a custom `train_step` return 'loss'."
             )
         mean = float(logs["loss"])
-        if self._tracker is not None and not self._equal_batches:
+        if self._counts_samples():
             count = _read(self._tracker.count)
-        else:
+        else:  # every step weighs the same
             count = self._prev_count + 1.0
         if count < self._prev_count:  # the running mean was reset
             self._prev_mean = self._prev_count = 0.0
@@ -261,6 +259,10 @@ class LRRangeTest(keras.callbacks.Callback):
         self._seg_total += count * mean - self._prev_count * self._prev_mean
         self._seg_count += count - self._prev_count
         self._prev_mean, self._prev_count = mean, count
+
+    def _counts_samples(self) -> bool:
+        """Whether the sample count of Keras' running mean is read each step."""
+        return self._tracker is not None and not self._equal_batches
 
     def _step_was_skipped(self) -> bool:
         if self._scale_var is None:
@@ -290,7 +292,6 @@ class LRRangeTest(keras.callbacks.Callback):
         self._losses.append(loss)
         self._avg = self.smoothing * self._avg + (1.0 - self.smoothing) * loss
         smoothed = self._avg / (1.0 - self.smoothing ** (n + 1))
-        self._smoothed.append(smoothed)
         if self._progbar is not None:
             self._progbar.update(n + 1, values=[("lr", lr), ("loss", smoothed)])
         if not math.isfinite(smoothed):

@@ -80,6 +80,7 @@ def test_steps_per_execution_pairs_each_lr_with_the_mean_loss_of_its_steps():
     per_batch = _batch_losses(y, 8)
     expected = [np.mean(per_batch[0:4]), np.mean(per_batch[4:8])]
     np.testing.assert_allclose(finder.result.losses, expected, rtol=1e-5)
+    assert finder.result.batch_size == 8
 
 
 def test_lr_is_held_for_a_whole_accumulated_update():
@@ -154,6 +155,7 @@ def test_callback_is_deep_copyable_and_resets_between_fits():
     for _ in range(2):
         model.fit(x, y, batch_size=16, epochs=1, callbacks=[finder], verbose=0)
         assert finder.result.lrs.size == 5
+        assert finder.result.batch_size == 16
     copy.deepcopy(finder)  # still copyable after use
 
 

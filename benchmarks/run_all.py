@@ -1,0 +1,32 @@
+"""Run every benchmark and write `benchmarks/results/` (`make bench`).
+
+Benchmarks measure ratios within one run (kbatch vs the same work without it),
+so their results do not depend on the machine's speed. They are not tests:
+nothing here fails the build.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_lr_finder_cost
+from benchmarks import bench_lr_quality
+
+BENCHMARKS = {
+    "lr_finder_cost": bench_lr_finder_cost.main,
+    "lr_quality": bench_lr_quality.main,
+}
+
+
+def main(argv=None):
+    names = (argv if argv is not None else sys.argv[1:]) or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+    for name in names:
+        print(f"== {name}", flush=True)
+        BENCHMARKS[name]([])
+
+
+if __name__ == "__main__":
+    main()
