@@ -103,3 +103,13 @@ def check_compiled_model(model, caller: str):
             "`model.compile(optimizer=..., loss=...)` first."
         )
     return model
+
+
+def check_trainable(model):
+    """Check that a built model has weights a learning rate can move."""
+    if not model.trainable_weights:
+        raise ValueError(
+            f"The model {model.name!r} has no trainable weights, so a learning "
+            "rate has no effect. Unfreeze some layers (`layer.trainable = True`) "
+            "before the range test."
+        )

@@ -12,10 +12,9 @@ from kbatch import _optimizer
 from kbatch._state import TrainingState
 from kbatch._validate import check_compiled_model
 from kbatch._validate import check_int
-from kbatch._validate import check_verbose
+from kbatch._validate import check_trainable
 from kbatch.lr_finder import MAX_CONSECUTIVE_SKIPS
 from kbatch.lr_finder import LRRangeTest
-from kbatch.lr_finder import validate_sweep_arguments
 from kbatch.lr_finder_result import LRFinderResult
 
 
@@ -109,15 +108,17 @@ def find_lr(
     >>> 1e-5 < lr < 10.0
     True
     """
-    validate_sweep_arguments(
+    # The callback checks the sweep's arguments; nothing has touched the model.
+    callback = LRRangeTest(
         min_lr=min_lr,
         max_lr=max_lr,
         num_steps=num_steps,
         mode=mode,
         smoothing=smoothing,
         diverge_threshold=diverge_threshold,
+        restore_weights=False,
+        verbose=verbose,
     )
-    verbose = check_verbose(verbose)
     check_compiled_model(model, "find_lr")
     if seed is not None:
         check_int("seed", seed, minimum=0)
@@ -143,24 +144,9 @@ def find_lr(
         validation_data = _data.fixed_batches(validation_data, stream.batch_size)
 
     _ensure_built(model, stream.first_batch)
-    if not model.trainable_weights:
-        raise ValueError(
-            f"The model {model.name!r} has no trainable weights, so a learning "
-            "rate has no effect. Unfreeze some layers (`layer.trainable = True`) "
-            "before the range test."
-        )
+    check_trainable(model)
 
-    callback = LRRangeTest(
-        min_lr=min_lr,
-        max_lr=max_lr,
-        num_steps=num_steps,
-        mode=mode,
-        smoothing=smoothing,
-        diverge_threshold=diverge_threshold,
-        restore_weights=False,
-        validation_data=validation_data,
-        verbose=verbose,
-    )
+    callback.validation_data = validation_data
     callback._equal_batches = stream.equal_batches
     fit_kwargs = stream.fit_kwargs()
     state = TrainingState.capture(model)
@@ -179,7 +165,7 @@ def find_lr(
             "model": model.name,
             "optimizer": type(_optimizer.base_optimizer(optimizer)).__name__,
             "loss_scaled": mixed,
-            "dtype_policy": keras.config.dtype_policy().name,
+            "dtype_policy": model.dtype_policy.name,
             "data": stream.kind,
             "steps_per_execution": int(spe),
             "seconds": round(seconds, 3),
@@ -187,6 +173,6 @@ def find_lr(
     )
     for problem in result.diagnose():
         warnings.warn(problem, LRFinderWarning, stacklevel=2)
-    if verbose:
+    if callback.verbose:
         print(result.summary())
     return result

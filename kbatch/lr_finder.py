@@ -14,6 +14,7 @@ from kbatch._state import TrainingState
 from kbatch._validate import check_choice
 from kbatch._validate import check_int
 from kbatch._validate import check_number
+from kbatch._validate import check_trainable
 from kbatch._validate import check_verbose
 from kbatch.lr_finder_result import LRFinderResult
 
@@ -166,12 +167,7 @@ class LRRangeTest(keras.callbacks.Callback):
                 "`LRRangeTest` needs a compiled model with an optimizer. Call "
                 "`model.compile(optimizer=..., loss=...)` first."
             )
-        if not model.trainable_weights:
-            raise ValueError(
-                f"The model {model.name!r} has no trainable weights, so a "
-                "learning rate has no effect. Unfreeze some layers "
-                "(`layer.trainable = True`) before the range test."
-            )
+        check_trainable(model)
         spe = getattr(model, "steps_per_execution", 1) or 1
         spe = check_int("steps_per_execution", spe, minimum=1)
         accumulation = _optimizer.gradient_accumulation_steps(model.optimizer)
