@@ -5,6 +5,13 @@ Public API (everything else is private):
 - `kbatch.find_lr`: LR range test of a compiled model, model restored after.
 - `kbatch.LRRangeTest`: the same test as a `model.fit` callback.
 - `kbatch.LRFinderResult`: the curve, suggestions, plot and JSON file.
+- `kbatch.scale_lr`, `kbatch.scale_adam`, `kbatch.default_rule`: LR scaling
+  rules for a change of batch size.
+- `kbatch.ScaleLearningRate`: callback training at the LR scaled to the
+  global batch size, with warm-up (`kbatch.schedules.BatchScaledSchedule`).
+- `kbatch.BatchSizeSchedule`, `kbatch.fit_with_batch_schedule`: increase the
+  batch size instead of decaying the LR.
+- `kbatch.layers.GhostBatchNormalization`.
 - `kbatch.suggest`: the suggestion rules as pure functions.
 - `kbatch.datasets`: MNIST-1D and digits, without downloads.
 """
@@ -12,18 +19,38 @@ Public API (everything else is private):
 __version__ = "0.1.0.dev0"
 
 from kbatch import datasets
+from kbatch import layers
+from kbatch import schedules
 from kbatch import suggest
+from kbatch.batch_schedule import BatchSizeSchedule
+from kbatch.batch_schedule import fit_with_batch_schedule
 from kbatch.finder import LRFinderWarning
 from kbatch.finder import find_lr
 from kbatch.lr_finder import LRRangeTest
 from kbatch.lr_finder_result import LRFinderResult
+from kbatch.scale_callback import ScaleLearningRate
+from kbatch.scale_callback import global_batch_size
+from kbatch.scaling import default_rule
+from kbatch.scaling import scale_adam
+from kbatch.scaling import scale_lr
+from kbatch.schedules import BatchScaledSchedule
 
 __all__ = [
+    "BatchScaledSchedule",
+    "BatchSizeSchedule",
     "LRFinderResult",
     "LRFinderWarning",
     "LRRangeTest",
+    "ScaleLearningRate",
     "__version__",
     "datasets",
+    "default_rule",
     "find_lr",
+    "fit_with_batch_schedule",
+    "global_batch_size",
+    "layers",
+    "scale_adam",
+    "scale_lr",
+    "schedules",
     "suggest",
 ]

@@ -11,6 +11,11 @@ MODULES = [
     "kbatch.lr_finder_result",
     "kbatch.finder",
     "kbatch.datasets",
+    "kbatch.scaling",
+    "kbatch.schedules",
+    "kbatch.scale_callback",
+    "kbatch.batch_schedule",
+    "kbatch.layers",
 ]
 
 
