@@ -41,6 +41,11 @@ def is_generator(x) -> bool:
     return inspect.isgenerator(x) or isinstance(x, collections.abc.Iterator)
 
 
+def is_array_like(x) -> bool:
+    """Arrays (or nested structures of them), as opposed to a data pipeline."""
+    return not (is_tf_dataset(x) or is_py_dataset(x) or is_generator(x))
+
+
 def _leaves(structure):
     return keras.tree.flatten(structure)
 
@@ -219,6 +224,19 @@ class BatchStream:
                 return {"x": x, "y": y, "sample_weight": sample_weight,
                         "batch_size": self.batch_size, "shuffle": False}
         return {"x": self.data, "steps_per_epoch": self.num_batches, "shuffle": False}
+
+
+def iterate(stream):
+    """The stream's batches as `(x, y, sample_weight)`-style tuples, in order."""
+    data = stream.data
+    if isinstance(data, keras.utils.PyDataset):
+        batches = (data[i] for i in range(stream.num_batches))
+    elif is_tf_dataset(data):
+        batches = iter(data.take(stream.num_batches))
+    else:
+        batches = (b for _, b in zip(range(stream.num_batches), data))
+    for batch in batches:
+        yield batch if isinstance(batch, tuple) else (batch,)
 
 
 def _model_input_rank(model):

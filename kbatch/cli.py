@@ -64,13 +64,16 @@ def build_parser():
     demo = sub.add_parser(
         "demo", help="LR range test of a small CNN on MNIST-1D (no download)",
         description="Runs an LR range test of a small CNN on MNIST-1D (generated "
-        "locally), prints the suggestions, writes the curve as JSON and PNG, then "
-        "trains briefly at the suggested LR to show it works.",
+        "locally), prints the suggestions, writes the curve as JSON and PNG, "
+        "trains briefly at the suggested LR to show it works, then runs the "
+        "batch-size advisor (written to OUT/advice/).",
     )
     demo.add_argument("--out", default="kbatch-demo", help="output directory")
     demo.add_argument("--epochs", type=_positive_int, default=10,
                       help="epochs of the check run at the suggested LR (default: 10)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-advise", dest="advise", action="store_false",
+                      help="skip the batch-size advisor (the last part)")
 
     find = sub.add_parser(
         "find-lr", help="LR range test of a built-in or saved model",
@@ -89,6 +92,27 @@ def build_parser():
                       choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
                       help="optimizer of a built-in model (default: adam)")
     _add_sweep_arguments(find)
+
+    adv = sub.add_parser(
+        "advise", help="advise a batch size and learning rate (memory, speed, "
+        "noise scale, LR scaling)",
+        description="Measures the largest batch that fits, the throughput per "
+        "batch size, the gradient noise scale and how the LR scales with the batch, "
+        "then advises a batch size, a learning rate and a warm-up. Built-in "
+        "(--dataset mnist1d --model cnn) or your own (--model model.keras --data "
+        "data.npz). Writes advice.json, advice.md and advice.png.",
+    )
+    adv.add_argument("--dataset", choices=("mnist1d", "digits"), default=None)
+    adv.add_argument("--model", default="mlp",
+                     help="mlp, cnn, logistic, or a path to a saved .keras model")
+    adv.add_argument("--data", default=None,
+                     help=".npz file with arrays `x` and `y` (with a saved model)")
+    adv.add_argument("--optimizer", default="momentum",
+                     choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
+                     help="optimizer of a built-in model (default: momentum)")
+    adv.add_argument("--max-batch-size", type=_positive_int, default=None)
+    adv.add_argument("--seed", type=int, default=0)
+    adv.add_argument("--out", default="kbatch-advice", help="output directory")
     return parser
 
 
@@ -146,31 +170,64 @@ def _write_result(result, out):
     return written
 
 
-def run_find_lr(args):
+def _model_and_data(args):
+    """`(build_model, x, y, default_batch)` from built-in or saved inputs."""
     import keras
 
-    import kbatch
     from kbatch import datasets
     from kbatch import models
 
-    keras.utils.set_random_seed(args.seed)
     if args.dataset is not None:
         if args.data is not None:
             raise SystemExit("kbatch: error: give either --dataset or --data, not both")
         data = datasets.load(args.dataset)
-        x, y = data.train
-        model = models.build(args.model, data, optimizer=args.optimizer)
-        batch_size = args.batch_size or 128
-    else:
-        if args.data is None:
-            raise SystemExit("kbatch: error: give --dataset NAME, or --model "
-                             "PATH.keras with --data PATH.npz")
-        if args.model in models.MODELS:
-            raise SystemExit(f"kbatch: error: --model {args.model} needs --dataset; "
-                             "with --data, pass a saved model path")
-        x, y = _load_npz(args.data)
-        model = _load_saved_model(args.model)
-        batch_size = args.batch_size
+        if args.model not in models.MODELS:
+            raise SystemExit(f"kbatch: error: --model {args.model!r} with --dataset "
+                             f"must be one of {models.MODELS}")
+
+        def build():
+            return models.build(args.model, data, optimizer=args.optimizer)
+
+        return build, data.x_train, data.y_train, 128
+    if args.data is None:
+        raise SystemExit("kbatch: error: give --dataset NAME, or --model "
+                         "PATH.keras with --data PATH.npz")
+    if args.model in models.MODELS:
+        raise SystemExit(f"kbatch: error: --model {args.model} needs --dataset; "
+                         "with --data, pass a saved model path")
+    x, y = _load_npz(args.data)
+    _load_saved_model(args.model)  # fail early, with a clear message
+
+    def build():
+        return keras.saving.load_model(args.model)
+
+    return build, x, y, None
+
+
+def run_advise(args):
+    import keras
+
+    from kbatch import advise
+
+    keras.utils.set_random_seed(args.seed)
+    build, x, y, _ = _model_and_data(args)
+    advice = advise(build, x, y, max_batch_size=args.max_batch_size,
+                    seed=args.seed, verbose=1)
+    print(advice.summary())
+    for path in advice.save(args.out).values():
+        print(f"wrote {path}")
+    return advice
+
+
+def run_find_lr(args):
+    import keras
+
+    import kbatch
+
+    keras.utils.set_random_seed(args.seed)
+    build, x, y, default_batch = _model_and_data(args)
+    model = build()
+    batch_size = args.batch_size or default_batch
     result = kbatch.find_lr(
         model, x, y,
         batch_size=batch_size,
@@ -220,6 +277,17 @@ def run_demo(args):
         acc = check.evaluate(*data.val, verbose=0, return_dict=True)["accuracy"]
         scores[label] = acc
         print(f"  {label:>13} LR {rate:.3g}: validation accuracy {acc:.3f}")
+    if args.advise:
+        from kbatch import advise
+
+        print("\nadvisor: memory, throughput, LR scaling and noise scale")
+        advice = advise(
+            lambda: models.build("cnn", data, optimizer="momentum",
+                                 learning_rate=0.01),
+            *data.train, seed=args.seed, verbose=1)
+        print(advice.summary())
+        for path in advice.save(os.path.join(args.out, "advice")).values():
+            print(f"wrote {path}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s")
     return result, scores
 
@@ -236,6 +304,8 @@ def main(argv=None):
             run_demo(args)
         elif args.command == "find-lr":
             run_find_lr(args)
+        elif args.command == "advise":
+            run_advise(args)
     except (ValueError, TypeError, ImportError) as e:
         if os.environ.get("KBATCH_DEBUG"):
             raise

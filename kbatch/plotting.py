@@ -104,3 +104,53 @@ def plot_lr_finder(result, ax=None, *, show_suggestions=True, path=None):
     if path is not None:
         save_figure(ax, path)
     return ax
+
+
+def plot_throughput(result, ax=None, *, chosen=None, memory_cap=None):
+    """Samples per second against batch size, the knee (and choices) marked."""
+    ax = _new_axes(ax)
+    sizes = np.asarray(result.batch_sizes)
+    speed = np.asarray(result.samples_per_second, dtype=np.float64)
+    ok = np.isfinite(speed)
+    ax.plot(sizes[ok], speed[ok], marker="o", color="tab:blue", label="throughput")
+    if result.knee is not None:
+        ax.axvline(result.knee, color="tab:green", linestyle=":",
+                   label=f"knee ({result.fraction:.0%} of best): {result.knee}")
+    if memory_cap is not None:
+        ax.axvline(memory_cap, color="tab:red", linestyle="-.",
+                   label=f"memory cap: {memory_cap}")
+    if chosen is not None:
+        ax.axvline(chosen, color="black", linestyle="--", label=f"advised: {chosen}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("training samples / s")
+    ax.set_title("Throughput")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def plot_scaling_law(result, ax=None):
+    """Suggested LR against batch size (log-log), with the fitted laws."""
+    ax = _new_axes(ax)
+    sizes = np.asarray(result.batch_sizes, dtype=np.float64)
+    ax.plot(sizes, result.learning_rates, "o", color="tab:blue",
+            label="range-test suggestion")
+    grid = np.geomspace(sizes.min() / 2, sizes.max() * 2, 100)
+    ax.plot(grid, [result.predict(b, "power") for b in grid], color="tab:orange",
+            label=f"power law: B^{result.exponent:.2f}")
+    ax.plot(grid, [result.predict(b, "noise") for b in grid], color="tab:green",
+            linestyle="--",
+            label=f"noise law: B_noise={result.b_noise:.3g}")
+    base = sizes[0]
+    for rule, power, style in (("linear", 1.0, ":"), ("sqrt", 0.5, "-.")):
+        ax.plot(grid, result.learning_rates[0] * (grid / base) ** power,
+                color="grey", linestyle=style, linewidth=1, label=f"{rule} rule")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("learning rate")
+    ax.set_title("How the LR scales")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="best", fontsize="small")
+    return ax

@@ -138,3 +138,16 @@ def test_global_batch_under_mirrored_strategy_on_two_logical_cpus():
         assert out[key]["lr"] == pytest.approx(0.04)
         assert "split over 2 replicas of MirroredStrategy" in out[key]["explanation"]
         assert out[key]["warnings"] == []  # the first step averaged 64 samples
+
+
+def test_works_through_a_loss_scale_optimizer():
+    keras.config.set_dtype_policy("mixed_float16")
+    x, y = classification_data(n=128)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.5))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    scale = kbatch.ScaleLearningRate(0.01, base_batch_size=16, batch_size=32,
+                                     verbose=0)
+    model.fit(x, y, batch_size=32, epochs=1, callbacks=[scale], verbose=0)
+    assert _lr(model) == pytest.approx(0.02)
+    inner = model.optimizer.inner_optimizer
+    assert _optimizer.learning_rate_object(inner) is scale.schedule

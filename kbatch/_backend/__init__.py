@@ -1,0 +1,56 @@
+"""Backend-specific code, one small module per Keras backend.
+
+Everything that depends on TensorFlow, JAX or PyTorch (gradients for the noise
+scale, out-of-memory exception types, device facts) lives here; the rest of
+kbatch talks to Keras only.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+
+SUPPORTED = ("tensorflow",)
+
+
+def current():
+    """The module for the active Keras backend.
+
+    Raises:
+        NotImplementedError: for a backend kbatch does not support yet, with
+            what to do instead.
+    """
+    name = keras.config.backend()
+    if name not in SUPPORTED:
+        raise NotImplementedError(
+            f"This kbatch feature needs the TensorFlow backend; the active Keras "
+            f"backend is {name!r}. Set KERAS_BACKEND=tensorflow."
+        )
+    return importlib.import_module(f"kbatch._backend.{name}")
+
+
+def oom_errors() -> tuple:
+    """Exception types that mean "out of memory" on the active backend."""
+    errors = [MemoryError]
+    name = keras.config.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        errors.append(tf.errors.ResourceExhaustedError)
+    elif name == "torch":
+        import torch
+
+        errors.append(torch.OutOfMemoryError)
+    return tuple(errors)
+
+
+def is_oom(error: BaseException) -> bool:
+    """Whether `error` is an out-of-memory error of the active backend.
+
+    JAX reports out-of-memory as a runtime error whose message holds
+    `RESOURCE_EXHAUSTED`; it is recognised by that text.
+    """
+    if isinstance(error, oom_errors()):
+        return True
+    return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()

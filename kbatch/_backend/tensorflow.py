@@ -1,0 +1,71 @@
+"""TensorFlow: gradients of micro-batches, in float32, on unscaled gradients."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _squared_norm(grads):
+    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                     for g in grads if g is not None])
+
+
+def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale):
+    """Squared gradient norms of micro-batches and of their mean.
+
+    The batch `(x, y, sample_weight)` is split into `num_micro_batches` equal
+    parts. Returns `(mean_i |g_i|^2, |mean_i g_i|^2)` as float32 scalars; the
+    mean of the micro-batch gradients is the gradient of the whole batch.
+    The loss is multiplied by `loss_scale` before differentiation (for float16)
+    and the gradients divided by it after; non-finite results come back as is,
+    for the caller to skip. Non-trainable variables (batch-norm statistics, seed
+    states) are put back after the forward passes, so measuring has no side
+    effect on the model. Must run inside a `tf.function` or eagerly.
+    """
+    variables = model.trainable_variables
+    frozen = list(model.non_trainable_variables)
+    saved = [tf.identity(v.value) for v in frozen]
+    k = num_micro_batches
+
+    def split(t):
+        if t is None:
+            return [None] * k
+        return tf.split(t, k, axis=0)
+
+    xs = [split(t) for t in keras.tree.flatten(x)]
+    ys = None if y is None else [split(t) for t in keras.tree.flatten(y)]
+    sws = split(sample_weight)
+    total = [tf.zeros_like(v.value, dtype=tf.float32) for v in variables]
+    small = tf.constant(0.0, tf.float32)
+    for i in range(k):
+        xi = keras.tree.pack_sequence_as(x, [parts[i] for parts in xs])
+        yi = None if y is None else keras.tree.pack_sequence_as(
+            y, [parts[i] for parts in ys])
+        with tf.GradientTape() as tape:
+            y_pred = model(xi, training=True)
+            loss = model.compute_loss(x=xi, y=yi, y_pred=y_pred,
+                                      sample_weight=sws[i], training=True)
+            loss = tf.cast(loss, tf.float32) * loss_scale
+        grads = tape.gradient(loss, [v.value for v in variables])
+        grads = [tf.zeros_like(v.value, dtype=tf.float32) if g is None
+                 else tf.cast(g, tf.float32) / loss_scale
+                 for g, v in zip(grads, variables)]
+        small += _squared_norm(grads)
+        total = [a + g for a, g in zip(total, grads)]
+    with tf.control_dependencies([small, *total]):
+        for variable, value in zip(frozen, saved):
+            variable.assign(value)
+    mean = [t / k for t in total]
+    return small / k, _squared_norm(mean)
+
+
+def compiled_micro_batch_norms(model, num_micro_batches):
+    """`micro_batch_norms` as one compiled function of `(x, y, sw, scale)`."""
+
+    @tf.function(reduce_retracing=True)
+    def run(x, y, sample_weight, loss_scale):
+        return micro_batch_norms(model, x, y, sample_weight, num_micro_batches,
+                                 loss_scale)
+
+    return run

@@ -1,0 +1,253 @@
+"""`find_max_batch_size`: the largest batch that fits in memory, for training
+and for evaluation."""
+
+from __future__ import annotations
+
+import gc
+
+import keras
+import numpy as np
+
+from kbatch import _backend
+from kbatch import _data
+from kbatch._state import TrainingState
+from kbatch._validate import check_choice
+from kbatch._validate import check_compiled_model
+from kbatch._validate import check_int
+from kbatch._validate import check_number
+from kbatch._validate import check_verbose
+
+MODES = ("power", "binsearch")
+
+
+class MaxBatchSizeResult:
+    """Largest batch sizes that fit, and every trial that found them.
+
+    Attributes:
+        train_batch_size: Largest batch that trains, less the margin (`None`
+            when not even `start` fits).
+        eval_batch_size: The same for evaluation/prediction (`None` if not
+            searched).
+        largest_train, largest_eval: The largest sizes that ran, before the
+            margin.
+        trials: `[{"phase", "batch_size", "outcome"}, ...]` in order; outcomes
+            are `"ok"` and `"oom"`.
+        margin: The safety margin taken off.
+    """
+
+    def __init__(self, largest_train, largest_eval, trials, margin, max_batch_size):
+        self.largest_train = largest_train
+        self.largest_eval = largest_eval
+        self.trials = list(trials)
+        self.margin = margin
+        self.max_batch_size = max_batch_size
+        self.train_batch_size = self._with_margin(largest_train)
+        self.eval_batch_size = self._with_margin(largest_eval)
+
+    def _with_margin(self, size):
+        if size is None:
+            return None
+        return max(1, int(size * (1.0 - self.margin)))
+
+    @property
+    def hit_limit(self) -> bool:
+        """True when `max_batch_size` itself trained: memory was not the limit."""
+        return self.largest_train == self.max_batch_size
+
+    def to_dict(self):
+        return {
+            "format": "kbatch.MaxBatchSizeResult",
+            "train_batch_size": self.train_batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "largest_train": self.largest_train,
+            "largest_eval": self.largest_eval,
+            "margin": self.margin,
+            "max_batch_size": self.max_batch_size,
+            "trials": self.trials,
+        }
+
+    def __repr__(self):
+        return (f"<MaxBatchSizeResult train={self.train_batch_size} "
+                f"eval={self.eval_batch_size} ({len(self.trials)} trials, margin "
+                f"{self.margin:g}{', limit reached' if self.hit_limit else ''})>")
+
+
+class _Trials:
+    """Runs one trial per batch size, restoring the model after each."""
+
+    def __init__(self, model, x, y, steps, state, verbose):
+        self.model, self.x, self.y = model, x, y
+        self.n = _data.num_samples(x, "x")
+        self.steps = steps
+        self.state = state
+        self.verbose = verbose
+        self.log = []
+
+    def batch(self, size):
+        idx = np.arange(size) % self.n
+        xb = keras.tree.map_structure(lambda a: a[idx], self.x)
+        yb = None if self.y is None else keras.tree.map_structure(
+            lambda a: a[idx], self.y)
+        return xb, yb
+
+    def fits(self, phase, size):
+        xb, yb = self.batch(size)
+        try:
+            for _ in range(self.steps):
+                if phase == "train":
+                    self.model.train_on_batch(xb, yb)
+                else:
+                    self.model.predict_on_batch(xb)
+            outcome = "ok"
+        except Exception as error:
+            if not _backend.is_oom(error):
+                raise
+            outcome = "oom"
+        finally:
+            del xb, yb
+            self.state.restore()
+            gc.collect()
+        self.log.append({"phase": phase, "batch_size": int(size), "outcome": outcome})
+        if self.verbose:
+            print(f"find_max_batch_size: {phase} batch {size}: {outcome}")
+        return outcome == "ok"
+
+
+def _search(trials, phase, start, limit, mode):
+    """Largest size in [start, limit] that fits (None if start does not)."""
+    if not trials.fits(phase, start):
+        return None
+    low, high = start, None  # low fits; high (if known) does not
+    if mode == "power":
+        size = start
+        while True:
+            if size == limit:
+                return limit
+            size = min(size * 2, limit)
+            if trials.fits(phase, size):
+                low = size
+            else:
+                high = size
+                break
+    else:
+        if trials.fits(phase, limit):
+            return limit
+        high = limit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if trials.fits(phase, middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def find_max_batch_size(
+    model,
+    x,
+    y=None,
+    *,
+    start: int = 2,
+    max_batch_size: int = 8192,
+    mode: str = "power",
+    steps_per_trial: int = 3,
+    margin: float = 0.05,
+    evaluation: bool = True,
+    verbose="auto",
+) -> MaxBatchSizeResult:
+    """Find the largest batch size that trains (and evaluates) without running
+    out of memory.
+
+    Each trial runs `steps_per_trial` training steps (`train_on_batch`) at one
+    batch size, built by cycling the given samples; an out-of-memory error of
+    the backend (`tf.errors.ResourceExhaustedError` on TensorFlow) marks the
+    size as too large, any other error is raised. `"power"` mode doubles the
+    size from `start` until a trial fails, then bisects between the last size
+    that fit and the first that did not; `"binsearch"` bisects
+    `[start, max_batch_size]` from the outset. Both return the exact largest
+    size that fits; `margin` then takes a safety fraction off (memory use
+    varies a little from run to run). Evaluation is searched separately from
+    the training size up: without gradients and optimizer state it fits more.
+
+    The weights, the optimizer state and every other variable are restored
+    after every trial and at the end, whatever happens.
+
+    Args:
+        model: A compiled `keras.Model`.
+        x, y: Training samples as arrays (a handful is enough; they are cycled),
+            or an unbatched `tf.data.Dataset` (its first `max_batch_size`
+            samples are used).
+        start: Integer. First (smallest) batch size tried. Defaults to `2`.
+        max_batch_size: Integer. Largest size tried. Defaults to `8192`.
+        mode: `"power"` or `"binsearch"`. Defaults to `"power"`.
+        steps_per_trial: Integer. Training steps per trial. Defaults to `3`.
+        margin: Float in `[0, 1)`. Fraction taken off the largest size that
+            fit. Defaults to `0.05`.
+        evaluation: Boolean. Also find the largest evaluation (prediction)
+            batch. Defaults to `True`.
+        verbose: `"auto"`, `0` or `1` (a line per trial).
+
+    Returns:
+        A `MaxBatchSizeResult`.
+    """
+    check_compiled_model(model, "find_max_batch_size")
+    start = check_int("start", start, minimum=1)
+    max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
+    if start > max_batch_size:
+        raise ValueError(
+            "Argument `start` must not exceed `max_batch_size`. Received: "
+            f"start={start}, max_batch_size={max_batch_size}"
+        )
+    check_choice("mode", mode, MODES)
+    steps_per_trial = check_int("steps_per_trial", steps_per_trial, minimum=1)
+    margin = check_number("margin", margin, low=0.0, high=1.0, high_inclusive=False)
+    verbose = check_verbose(verbose)
+    x, y = _arrays_for_trials(x, y, max_batch_size)
+
+    from kbatch.finder import _ensure_built
+
+    _ensure_built(model, (keras.tree.map_structure(lambda a: a[:1], x),))
+    state = TrainingState.capture(model)
+    trials = _Trials(model, x, y, steps_per_trial, state, verbose)
+    try:
+        largest_train = _search(trials, "train", start, max_batch_size, mode)
+        largest_eval = None
+        if evaluation:
+            floor = largest_train if largest_train is not None else start
+            largest_eval = _search(trials, "eval", floor, max_batch_size, mode)
+    finally:
+        state.restore()
+    return MaxBatchSizeResult(largest_train, largest_eval, trials.log, margin,
+                              max_batch_size)
+
+
+def _arrays_for_trials(x, y, max_batch_size):
+    if _data.is_tf_dataset(x):
+        if y is not None:
+            raise ValueError("Argument `y` must be None when `x` is a dataset.")
+        batch = next(iter(x.batch(max_batch_size).take(1)), None)
+        if batch is None:
+            raise ValueError("Argument `x` is an empty tf.data.Dataset.")
+        batch = keras.tree.map_structure(keras.ops.convert_to_numpy, batch)
+        bx, by, _ = keras.utils.unpack_x_y_sample_weight(
+            batch if isinstance(batch, tuple) else (batch,))
+        return bx, by
+    if not _data.is_array_like(x):
+        raise TypeError(
+            "find_max_batch_size builds batches of every size it tries, so it "
+            "needs samples it can slice: NumPy arrays or an unbatched "
+            f"tf.data.Dataset. Received: x of type {type(x).__name__}"
+        )
+    x = _data._to_numpy_structure(x)
+    n = _data.num_samples(x, "x")
+    if n == 0:
+        raise ValueError("Argument `x` is empty (0 samples).")
+    if y is not None:
+        y = _data._to_numpy_structure(y)
+        n_y = _data.num_samples(y, "y")
+        if n_y != n:
+            raise ValueError(
+                "Arguments `x` and `y` must have the same number of samples. "
+                f"Received: x with {n} samples, y with {n_y} samples."
+            )
+    return x, y

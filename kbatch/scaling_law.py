@@ -1,0 +1,205 @@
+"""`lr_scaling_law`: how the best LR moves with the batch size, on your model.
+
+An LR range test at each batch size (a fresh model each time) gives the
+suggested LR `lr*(B)`. Two laws are fitted to it:
+
+- a power law `lr* = c * B**alpha` (least squares in log-log): `alpha ~ 1` means
+  linear scaling holds, `alpha ~ 0.5` square-root scaling;
+- McCandlish et al.'s `lr* = eps_max / (1 + B_noise / B)`: linear below the
+  noise scale `B_noise`, flat above it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from kbatch._validate import check_int
+from kbatch._validate import check_verbose
+
+
+def fit_power_law(batch_sizes, learning_rates):
+    """Least-squares fit of `log lr = log c + alpha log B`.
+
+    Returns:
+        `(alpha, c)`.
+
+    Example:
+
+    >>> alpha, c = fit_power_law([32, 128, 512], [0.01, 0.02, 0.04])
+    >>> round(alpha, 3), round(c * 32 ** alpha, 4)
+    (0.5, 0.01)
+    """
+    b = np.log(np.asarray(batch_sizes, dtype=np.float64))
+    lr = np.log(np.asarray(learning_rates, dtype=np.float64))
+    if b.size < 2 or np.ptp(b) == 0:
+        raise ValueError("A power law needs learning rates at two or more batch "
+                         f"sizes. Received: batch_sizes={list(batch_sizes)}")
+    alpha, log_c = np.polyfit(b, lr, 1)
+    return float(alpha), float(math.exp(log_c))
+
+
+def fit_noise_law(batch_sizes, learning_rates):
+    """Fit `lr = eps_max / (1 + B_noise / B)` by least squares in log space.
+
+    `B_noise` is searched on a fine log grid spanning far beyond the measured
+    batch sizes; for each candidate, `log eps_max` has a closed form.
+
+    Returns:
+        `(eps_max, b_noise, rms)`, the last the root-mean-square residual in
+        natural-log units.
+
+    Example:
+
+    >>> b = np.array([16, 64, 256, 1024])
+    >>> eps, bn, _ = fit_noise_law(b, 0.5 / (1 + 200 / b))
+    >>> round(eps, 3), round(bn)
+    (0.5, 200)
+    """
+    b = np.asarray(batch_sizes, dtype=np.float64)
+    log_lr = np.log(np.asarray(learning_rates, dtype=np.float64))
+    if b.size < 2:
+        raise ValueError("The noise law needs learning rates at two or more batch "
+                         f"sizes. Received: batch_sizes={list(batch_sizes)}")
+    candidates = np.geomspace(b.min() / 1000.0, b.max() * 1000.0, 4001)
+    penalty = np.log1p(candidates[:, None] / b[None, :])  # (k, n)
+    log_eps = (log_lr[None, :] + penalty).mean(axis=1)
+    residual = log_lr[None, :] - (log_eps[:, None] - penalty)
+    sse = (residual**2).mean(axis=1)
+    best = int(np.argmin(sse))
+    return float(math.exp(log_eps[best])), float(candidates[best]), float(
+        math.sqrt(sse[best]))
+
+
+def rule_for_exponent(alpha: float) -> str:
+    """The textbook rule nearest to a measured exponent."""
+    if alpha >= 0.75:
+        return "linear"
+    if alpha >= 0.25:
+        return "sqrt"
+    return "none"
+
+
+class ScalingLawResult:
+    """Suggested LRs across batch sizes, and the laws fitted to them.
+
+    Attributes:
+        batch_sizes, learning_rates: The measurements.
+        results: The `LRFinderResult` of each batch size.
+        exponent: `alpha` of the power law `lr* ~ B**alpha`.
+        coefficient: `c` of the power law.
+        eps_max, b_noise: The fitted noise law.
+        rule: `"linear"`, `"sqrt"` or `"none"`: the rule nearest to `exponent`.
+    """
+
+    def __init__(self, batch_sizes, learning_rates, results=()):
+        self.batch_sizes = [int(b) for b in batch_sizes]
+        self.learning_rates = [float(v) for v in learning_rates]
+        self.results = list(results)
+        self.exponent, self.coefficient = fit_power_law(self.batch_sizes,
+                                                        self.learning_rates)
+        self.eps_max, self.b_noise, self.noise_rms = fit_noise_law(
+            self.batch_sizes, self.learning_rates)
+        self.rule = rule_for_exponent(self.exponent)
+
+    def predict(self, batch_size, law: str = "noise") -> float:
+        """The learning rate a fitted law predicts at `batch_size`."""
+        if law == "power":
+            return self.coefficient * batch_size**self.exponent
+        if law == "noise":
+            return self.eps_max / (1.0 + self.b_noise / batch_size)
+        raise ValueError(f"Argument `law` must be 'noise' or 'power'. Received: "
+                         f"law={law!r}")
+
+    def verdict(self) -> str:
+        return (f"suggested LR grows as B^{self.exponent:.2f} over batch sizes "
+                f"{self.batch_sizes[0]}..{self.batch_sizes[-1]}: closest to "
+                f"{self.rule!r} scaling; noise law: eps_max={self.eps_max:.3g}, "
+                f"B_noise={self.b_noise:.3g}")
+
+    def to_dict(self):
+        return {
+            "format": "kbatch.ScalingLawResult",
+            "batch_sizes": self.batch_sizes,
+            "learning_rates": self.learning_rates,
+            "exponent": self.exponent,
+            "coefficient": self.coefficient,
+            "eps_max": self.eps_max,
+            "b_noise": self.b_noise,
+            "noise_rms": self.noise_rms,
+            "rule": self.rule,
+        }
+
+    def plot(self, ax=None):
+        """Suggested LR vs batch size (log-log) with both fitted laws."""
+        from kbatch import plotting
+
+        return plotting.plot_scaling_law(self, ax=ax)
+
+    def __repr__(self):
+        return f"<ScalingLawResult {self.verdict()}>"
+
+
+def lr_scaling_law(
+    build_model,
+    x,
+    y=None,
+    *,
+    batch_sizes,
+    num_steps: int = 100,
+    seed: int = 0,
+    verbose="auto",
+    **find_lr_kwargs,
+) -> ScalingLawResult:
+    """Run an LR range test at each batch size and fit how the LR scales.
+
+    Args:
+        build_model: A function returning a fresh compiled model. It is called
+            once per batch size, after `keras.utils.set_random_seed(seed)`, so
+            every test starts from the same weights.
+        x, y: Training data: arrays or an unbatched `tf.data.Dataset`.
+        batch_sizes: Two or more increasing batch sizes.
+        num_steps: Integer. Steps of each range test. Defaults to `100`.
+        seed: Integer. Defaults to `0`.
+        verbose: `"auto"`, `0` or `1` (a line per batch size).
+        **find_lr_kwargs: Passed to `kbatch.find_lr` (`min_lr`, `max_lr`, ...).
+
+    Returns:
+        A `ScalingLawResult`: `.exponent`, `.rule`, `.predict(B)`, `.plot()`.
+    """
+    from kbatch.finder import find_lr
+
+    if not callable(build_model):
+        raise TypeError(
+            "Argument `build_model` must be a function returning a compiled "
+            f"model. Received: {build_model!r}"
+        )
+    sizes = list(batch_sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"Argument `batch_sizes` needs two or more sizes. Received: {sizes}")
+    for i, b in enumerate(sizes):
+        check_int(f"batch_sizes[{i}]", b, minimum=1)
+    if sorted(set(sizes)) != sizes:
+        raise ValueError(
+            f"Argument `batch_sizes` must be strictly increasing. Received: {sizes}")
+    verbose = check_verbose(verbose)
+    results, lrs = [], []
+    for b in sizes:
+        keras.utils.set_random_seed(seed)
+        model = build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "`build_model()` must return a compiled `keras.Model`. Received: "
+                f"{type(model).__name__}"
+            )
+        result = find_lr(model, x, y, batch_size=b, num_steps=num_steps, seed=seed,
+                         verbose=0, **find_lr_kwargs)
+        results.append(result)
+        lrs.append(result.suggestion())
+        if verbose:
+            print(f"lr_scaling_law: batch {b}: suggested LR {lrs[-1]:.3g}")
+        del model
+    return ScalingLawResult(sizes, lrs, results)

@@ -1,0 +1,183 @@
+"""`measure_throughput`: training samples per second at each batch size, and the
+knee past which a larger batch buys little speed."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from kbatch import _backend
+from kbatch import _data
+from kbatch._state import TrainingState
+from kbatch._validate import check_compiled_model
+from kbatch._validate import check_int
+from kbatch._validate import check_number
+from kbatch._validate import check_verbose
+from kbatch.memory import _arrays_for_trials
+
+
+def throughput_knee(batch_sizes, samples_per_second, fraction: float = 0.9):
+    """The smallest batch size reaching `fraction` of the best throughput.
+
+    Sizes with no measurement (`nan`, e.g. out of memory) are ignored.
+
+    Example:
+
+    >>> throughput_knee([32, 64, 128, 256], [1000, 1800, 2300, 2400])
+    128
+    """
+    sizes = np.asarray(batch_sizes)
+    speed = np.asarray(samples_per_second, dtype=np.float64)
+    ok = np.isfinite(speed)
+    if not ok.any():
+        return None
+    best = speed[ok].max()
+    candidates = sizes[ok & (speed >= fraction * best)]
+    return int(candidates.min())
+
+
+class ThroughputResult:
+    """Samples per second per batch size, and the knee of the curve."""
+
+    def __init__(self, batch_sizes, samples_per_second, fraction=0.9,
+                 out_of_memory=()):
+        self.batch_sizes = [int(b) for b in batch_sizes]
+        self.samples_per_second = [float(v) for v in samples_per_second]
+        self.fraction = fraction
+        self.out_of_memory = [int(b) for b in out_of_memory]
+        self.knee = throughput_knee(self.batch_sizes, self.samples_per_second,
+                                    fraction)
+        finite = [v for v in self.samples_per_second if math.isfinite(v)]
+        self.best = max(finite) if finite else math.nan
+
+    def to_dict(self):
+        return {
+            "format": "kbatch.ThroughputResult",
+            "batch_sizes": self.batch_sizes,
+            "samples_per_second": [v if math.isfinite(v) else None
+                                   for v in self.samples_per_second],
+            "knee": self.knee,
+            "fraction": self.fraction,
+            "out_of_memory": self.out_of_memory,
+        }
+
+    def plot(self, ax=None):
+        """Throughput against batch size (log scale), the knee marked."""
+        from kbatch import plotting
+
+        return plotting.plot_throughput(self, ax=ax)
+
+    def __repr__(self):
+        return (f"<ThroughputResult knee={self.knee} (>= {self.fraction:.0%} of "
+                f"the best {self.best:.0f} samples/s), {len(self.batch_sizes)} "
+                "batch sizes>")
+
+
+class _Timer(keras.callbacks.Callback):
+    def __init__(self, warmup_steps):
+        super().__init__()
+        self.warmup_steps = warmup_steps
+        self.start = None
+        self.end = None
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps == self.warmup_steps:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def measure_throughput(
+    model,
+    x,
+    y=None,
+    *,
+    batch_sizes,
+    num_steps: int = 20,
+    warmup_steps: int = 3,
+    fraction: float = 0.9,
+    verbose="auto",
+) -> ThroughputResult:
+    """Measure training throughput (samples per second) at several batch sizes.
+
+    For each batch size, `warmup_steps + num_steps` training steps run through
+    `fit` (so the input pipeline is included); the first `warmup_steps`
+    (tracing, compilation, caches) are excluded from the timing. A batch size
+    that runs out of memory is recorded as such and larger ones are skipped.
+    The weights and optimizer are restored afterwards.
+
+    The knee is the smallest batch size reaching `fraction` (90%) of the best
+    throughput: below it the hardware idles, above it a larger batch buys
+    little speed.
+
+    Args:
+        model: A compiled `keras.Model`.
+        x, y: Samples as arrays (cycled) or an unbatched `tf.data.Dataset`.
+        batch_sizes: Increasing batch sizes to measure.
+        num_steps: Integer. Timed steps per batch size. Defaults to `20`.
+        warmup_steps: Integer. Untimed steps first. Defaults to `3`.
+        fraction: Float. Share of the best throughput that defines the knee.
+            Defaults to `0.9`.
+        verbose: `"auto"`, `0` or `1` (a line per batch size).
+
+    Returns:
+        A `ThroughputResult`.
+    """
+    check_compiled_model(model, "measure_throughput")
+    sizes = list(batch_sizes) if not isinstance(batch_sizes, int) else [batch_sizes]
+    if not sizes:
+        raise ValueError("Argument `batch_sizes` is empty. Pass at least one size.")
+    for i, b in enumerate(sizes):
+        check_int(f"batch_sizes[{i}]", b, minimum=1)
+    if sorted(set(sizes)) != sizes:
+        raise ValueError(
+            "Argument `batch_sizes` must be strictly increasing. "
+            f"Received: batch_sizes={sizes}"
+        )
+    num_steps = check_int("num_steps", num_steps, minimum=1)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=1)
+    fraction = check_number("fraction", fraction, low=0.0, high=1.0,
+                            low_inclusive=False)
+    verbose = check_verbose(verbose)
+    x, y = _arrays_for_trials(x, y, max(sizes))
+    n = _data.num_samples(x, "x")
+
+    from kbatch.finder import _ensure_built
+
+    _ensure_built(model, (keras.tree.map_structure(lambda a: a[:1], x),))
+    state = TrainingState.capture(model)
+    speeds, oom = [], []
+    try:
+        for size in sizes:
+            if oom:
+                speeds.append(math.nan)
+                continue
+            total = size * (warmup_steps + num_steps)
+            idx = np.arange(total) % n
+            xb = keras.tree.map_structure(lambda a, idx=idx: a[idx], x)
+            yb = None if y is None else keras.tree.map_structure(
+                lambda a, idx=idx: a[idx], y)
+            timer = _Timer(warmup_steps)
+            try:
+                model.fit(xb, yb, batch_size=size, epochs=1, shuffle=False,
+                          callbacks=[timer], verbose=0)
+                elapsed = timer.end - timer.start
+                speed = size * (timer.steps - warmup_steps) / elapsed
+            except Exception as error:
+                if not _backend.is_oom(error):
+                    raise
+                oom.append(size)
+                speed = math.nan
+            finally:
+                state.restore()
+            speeds.append(speed)
+            if verbose:
+                shown = "out of memory" if math.isnan(speed) else f"{speed:,.0f}/s"
+                print(f"measure_throughput: batch {size}: {shown}")
+    finally:
+        state.restore()
+    return ThroughputResult(sizes, speeds, fraction, oom)
