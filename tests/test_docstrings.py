@@ -16,6 +16,11 @@ MODULES = [
     "kbatch.scale_callback",
     "kbatch.batch_schedule",
     "kbatch.layers",
+    "kbatch.noise",
+    "kbatch.noise_scale",
+    "kbatch.throughput",
+    "kbatch.scaling_law",
+    "kbatch.advisor",
 ]
 
 
