@@ -170,6 +170,7 @@ def test_power_law_fit_recovers_the_exponent():
     for alpha in (1.0, 0.5, 0.0):
         fitted, c = scaling_law.fit_power_law(b, 0.01 * (b / 16) ** alpha)
         assert fitted == pytest.approx(alpha, abs=1e-9)
+        assert c * 16**fitted == pytest.approx(0.01)
         assert scaling_law.rule_for_exponent(fitted) == {1.0: "linear", 0.5: "sqrt",
                                                          0.0: "none"}[alpha]
 
