@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import sys
 
+from benchmarks import bench_demo
 from benchmarks import bench_lr_finder_cost
 from benchmarks import bench_lr_quality
+from benchmarks import bench_noise_scale
 
 BENCHMARKS = {
     "lr_finder_cost": bench_lr_finder_cost.main,
+    "noise_scale": bench_noise_scale.main,
+    "demo": bench_demo.main,
     "lr_quality": bench_lr_quality.main,
 }
 

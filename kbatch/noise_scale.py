@@ -47,8 +47,9 @@ class GradientNoiseScale(keras.callbacks.Callback):
     model: batch-norm statistics and seed states are put back. Batches whose
     size `num_micro_batches` does not divide (a short last batch) are skipped.
 
-    The callback wraps the model's `train_step` for the duration of `fit` (and
-    puts it back at the end), because Keras callbacks do not see the batch.
+    Keras callbacks do not see the batch, so the callback compiles a second
+    train function that also measures, and switches to it only on the steps
+    that are due: the other steps run Keras' own train function, unchanged.
     TensorFlow backend; not under a `tf.distribute` strategy.
 
     Reference: S. McCandlish et al., "An Empirical Model of Large-Batch
@@ -92,11 +93,12 @@ class GradientNoiseScale(keras.callbacks.Callback):
     def _reset(self):
         self.ema = noise.NoiseScaleEMA(self.beta)
         self.history = []
-        self._original_train_step = None
+        self._normal = None
+        self._measuring = None
         self._vars = None
-        self._seen = 0
         self._steps = 0
-        self._batch_size = None
+        self._due = False
+        self._seen = 0
 
     @property
     def b_simple(self) -> float:
@@ -114,31 +116,25 @@ class GradientNoiseScale(keras.callbacks.Callback):
                 "`GradientNoiseScale` does not support tf.distribute strategies "
                 "yet; measure with `kbatch.measure_noise_scale` on one device."
             )
+        self._spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._vars = {
-            "counter": keras.Variable(0, dtype="int64", trainable=False,
-                                      name="kbatch_gns_counter"),
-            "measured": keras.Variable(0, dtype="int64", trainable=False,
-                                       name="kbatch_gns_measured"),
-            "small": keras.Variable(0.0, dtype="float32", trainable=False,
-                                    name="kbatch_gns_small"),
-            "big": keras.Variable(0.0, dtype="float32", trainable=False,
-                                  name="kbatch_gns_big"),
-            "batch": keras.Variable(0, dtype="int64", trainable=False,
-                                    name="kbatch_gns_batch"),
+            name: keras.Variable(0, dtype=dtype, trainable=False,
+                                 name=f"kbatch_gns_{name}")
+            for name, dtype in (("measured", "int64"), ("small", "float32"),
+                                ("big", "float32"), ("batch", "int64"))
         }
+        # Two train functions: Keras' own, and one that also measures. The
+        # callback switches to the second only on the steps that are due, so
+        # the other steps run exactly the graph they would run without it.
+        model.make_train_function()
+        self._normal = model.train_function
         original = model.train_step
-        self._original_train_step = original
-        v, k, interval = self._vars, self.num_micro_batches, self.interval
+        v, k = self._vars, self.num_micro_batches
         scale_var = _optimizer.loss_scale_variable(model.optimizer)
 
-        def train_step(data):
+        def measuring_train_step(data):
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            v["counter"].assign_add(1)
             batch = keras.ops.shape(keras.tree.flatten(x)[0])[0]
-            due = keras.ops.logical_and(
-                keras.ops.equal(v["counter"].value % interval, 0),
-                keras.ops.equal(batch % k, 0),
-            )
 
             def measure():
                 scale = (keras.ops.cast(scale_var.value, "float32")
@@ -151,15 +147,33 @@ class GradientNoiseScale(keras.callbacks.Callback):
                 v["measured"].assign_add(1)
                 return keras.ops.convert_to_tensor(0)
 
-            keras.ops.cond(due, measure, lambda: keras.ops.convert_to_tensor(0))
+            keras.ops.cond(keras.ops.equal(batch % k, 0), measure,
+                           lambda: keras.ops.convert_to_tensor(0))
             return original(data)
 
-        model.train_step = train_step
-        model.make_train_function(force=True)
+        model.train_step = measuring_train_step
+        try:
+            model.make_train_function(force=True)
+            self._measuring = model.train_function
+        finally:
+            del model.train_step
+            model.train_function = self._normal
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._normal is None:
+            return
+        start, end = self._steps, self._steps + self._spe
+        self._due = end // self.interval > start // self.interval
+        self.model.train_function = self._measuring if self._due else self._normal
 
     def on_train_batch_end(self, batch, logs=None):
+        self._steps += self._spe
+        if not self._due:
+            return
+        self._due = False
+        self.model.train_function = self._normal
         measured = int(self._vars["measured"].numpy())
-        if measured == self._seen:
+        if measured == self._seen:  # the batch was not divisible: skipped
             return
         self._seen = measured
         b_big = int(self._vars["batch"].numpy())
@@ -168,9 +182,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
         big = float(self._vars["big"].numpy())
         g_sq, trace = noise.two_batch_estimates(small, big, b_small, b_big)
         if self.ema.update(g_sq, trace):
-            self.history.append({"step": int(self._vars["counter"].numpy()),
-                                 "g_sq": g_sq, "trace": trace,
-                                 "batch_size": b_big})
+            self.history.append({"step": self._steps, "g_sq": g_sq,
+                                 "trace": trace, "batch_size": b_big})
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -180,13 +193,10 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self.release()
 
     def release(self):
-        """Put the model's `train_step` back (also after an interrupted fit)."""
-        if self._original_train_step is not None:
-            model = self.model
-            if "train_step" in vars(model):
-                del model.train_step
-            model.make_train_function(force=True)
-            self._original_train_step = None
+        """Put Keras' own train function back (also after an interrupted fit)."""
+        if self._normal is not None:
+            self.model.train_function = self._normal
+            self._normal = self._measuring = None
 
     def get_config(self):
         return {"interval": self.interval,

@@ -105,10 +105,13 @@ def test_callback_logs_the_noise_scale_and_does_not_change_training():
         model = make_classifier(dropout=0.2)
         keras.utils.set_random_seed(4)
         callbacks = [kbatch.GradientNoiseScale(interval=2)] if use_callback else []
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        train_function = model.train_function
         histories.append(model.fit(x, y, batch_size=64, epochs=3,
                                    callbacks=callbacks, verbose=0))
         weights.append(model.get_weights())
-        assert "train_step" not in vars(model)  # put back
+        assert "train_step" not in vars(model)
+        assert model.train_function is train_function  # Keras' own, put back
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     logged = histories[1].history["gradient_noise_scale"]
