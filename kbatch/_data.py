@@ -200,8 +200,10 @@ def _cycle(first, rest):
         yield from seen
 
 
-# Array inputs whose batches for a whole test fit in this many bytes are
-# gathered up front and fed through Keras' own (fastest) array path.
+# Array inputs are gathered up front and fed through Keras' own (fastest)
+# array path when the test uses no more samples than the data holds (the copy
+# is then never larger than the data) and fits in this many bytes; otherwise
+# batches are served one by one.
 MATERIALIZE_BYTES = 256 * 2**20
 
 
@@ -218,7 +220,8 @@ class BatchStream:
 
     def fit_kwargs(self) -> dict:
         if isinstance(self.data, _CyclingArrays):
-            if self.data.nbytes() <= MATERIALIZE_BYTES:
+            samples = self.data.batch_size * self.data.num_batches
+            if samples <= self.data.n and self.data.nbytes() <= MATERIALIZE_BYTES:
                 batch = keras.utils.unpack_x_y_sample_weight(self.data.materialize())
                 x, y, sample_weight = batch
                 return {"x": x, "y": y, "sample_weight": sample_weight,
