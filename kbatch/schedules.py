@@ -29,6 +29,82 @@ def _deserialize_schedule(value, name):
     )
 
 
+def _warmup_then(step, start, target, warmup_steps, after, after_start):
+    """`start -> target` linearly over `warmup_steps`, then `after`'s shape."""
+    step = ops.cast(step, "float32")
+    target_t = ops.cast(target, "float32")
+    rate = target_t
+    if after is not None:
+        since = ops.maximum(step - float(warmup_steps), 0.0)
+        rate = target_t * ops.cast(after(since), "float32") / after_start
+    if warmup_steps:
+        start_t = ops.cast(start, "float32")
+        fraction = ops.minimum(step / float(warmup_steps), 1.0)
+        warm = start_t + (target_t - start_t) * fraction
+        rate = ops.where(step < float(warmup_steps), warm, rate)
+    return rate
+
+
+def _after_start(after):
+    if after is None:
+        return None
+    start = float(ops.convert_to_numpy(after(0)))
+    if not start > 0:
+        raise ValueError(
+            "The `after` schedule must start above 0, since the rate follows its "
+            f"shape relative to its start. Received a schedule with after(0)={start:g}"
+        )
+    return start
+
+
+@keras.saving.register_keras_serializable(package="kbatch")
+class LinearWarmup(_Schedule):
+    """Linear warm-up from `initial_learning_rate` to `learning_rate`, then
+    constant or the shape of another schedule.
+
+    Args:
+        initial_learning_rate: Float. Rate at step 0.
+        learning_rate: Float. Rate reached at `warmup_steps`.
+        warmup_steps: Integer >= 0.
+        after: Optional `LearningRateSchedule` whose shape the rate follows
+            after the warm-up, rescaled to start at `learning_rate`.
+        name: Optional name.
+
+    Example:
+
+    >>> schedule = LinearWarmup(0.01, 0.1, warmup_steps=10)
+    >>> [round(float(schedule(s)), 3) for s in (0, 5, 10, 50)]
+    [0.01, 0.055, 0.1, 0.1]
+    """
+
+    def __init__(self, initial_learning_rate: float, learning_rate: float,
+                 warmup_steps: int, after=None, name: str | None = None):
+        super().__init__()
+        self.initial_learning_rate = check_number(
+            "initial_learning_rate", initial_learning_rate, positive=True)
+        self.learning_rate = check_number("learning_rate", learning_rate,
+                                          positive=True)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.after = _deserialize_schedule(after, "after")
+        self._after_start = _after_start(self.after)
+        self.name = name or "LinearWarmup"
+
+    def __call__(self, step):
+        return _warmup_then(step, self.initial_learning_rate, self.learning_rate,
+                            self.warmup_steps, self.after, self._after_start)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "after": None
+            if self.after is None
+            else keras.optimizers.schedules.serialize(self.after),
+            "name": self.name,
+        }
+
+
 @keras.saving.register_keras_serializable(package="kbatch")
 class BatchScaledSchedule(_Schedule):
     """Base LR scaled to the batch size, with warm-up, then any schedule.
@@ -100,32 +176,12 @@ class BatchScaledSchedule(_Schedule):
         )
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.after = _deserialize_schedule(after, "after")
-        self._after_start = None
-        if self.after is not None:
-            start = float(ops.convert_to_numpy(self.after(0)))
-            if not start > 0:
-                raise ValueError(
-                    "The `after` schedule must start above 0, since the rate "
-                    "follows its shape relative to its start. Received a schedule "
-                    f"with after(0)={start:g}"
-                )
-            self._after_start = start
+        self._after_start = _after_start(self.after)
         self.name = name or "BatchScaledSchedule"
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
-        target = ops.cast(self.learning_rate, "float32")
-        rate = target
-        if self.after is not None:
-            since = ops.maximum(step - float(self.warmup_steps), 0.0)
-            shape = ops.cast(self.after(since), "float32") / self._after_start
-            rate = target * shape
-        if self.warmup_steps:
-            base = ops.cast(self.base_learning_rate, "float32")
-            fraction = ops.minimum(step / float(self.warmup_steps), 1.0)
-            warm = base + (target - base) * fraction
-            rate = ops.where(step < float(self.warmup_steps), warm, rate)
-        return rate
+        return _warmup_then(step, self.base_learning_rate, self.learning_rate,
+                            self.warmup_steps, self.after, self._after_start)
 
     def get_config(self):
         return {

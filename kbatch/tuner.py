@@ -1,0 +1,749 @@
+"""`BatchLRHyperModel`: search batch size and learning rate together, with
+KerasTuner.
+
+Searched independently, the batch size and the learning rate waste most
+trials: the good LR moves with the batch size. `BatchLRHyperModel` searches the
+LR as a multiplier around the rate scaled to each batch size, from one LR range
+test, and keeps every trial below the edge of stability measured by the range
+tests. It runs on KerasTuner's own tuners (`RandomSearch`,
+`BayesianOptimization`, `Hyperband`, `GridSearch`) and distributed engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+
+import keras
+import keras_tuner
+import numpy as np
+
+from kbatch import _backend
+from kbatch import _data
+from kbatch import _io
+from kbatch import _optimizer
+from kbatch import scaling
+from kbatch._validate import check_choice
+from kbatch._validate import check_int
+from kbatch._validate import check_number
+from kbatch.scale_callback import global_batch_size
+from kbatch.schedules import LinearWarmup
+
+PARAMETRIZATIONS = ("scaled", "independent")
+POLICIES = ("mixed_float16", "mixed_bfloat16", "float32")
+CACHE_FILE = "kbatch_search_state.json"
+
+
+def resolve_policy(mixed_precision) -> str | None:
+    """`"auto"` -> `"mixed_float16"` with a GPU, else `None` (float32)."""
+    if mixed_precision is None:
+        return None
+    if mixed_precision == "auto":
+        if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                return "mixed_float16"
+        return None
+    check_choice("mixed_precision", mixed_precision, (*POLICIES, "auto", None))
+    return None if mixed_precision == "float32" else mixed_precision
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Set the global dtype policy for a block, and put the previous one back."""
+    previous = keras.config.dtype_policy()
+    if name is not None:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def divergence_lr(result) -> float | None:
+    """The LR at which a range test's loss climbed back above its start."""
+    lrs, trend = result.effective_lrs, result.trend
+    finite = np.isfinite(trend)
+    if not finite.any():
+        return None
+    n = int(finite.sum()) if finite.all() else int(np.argmin(finite))
+    lrs, trend = lrs[:n], trend[:n]
+    best = int(np.argmin(trend))
+    above = np.flatnonzero(trend[best:] > trend[0])
+    if above.size:
+        return float(lrs[best + above[0]])
+    if n < result.lrs.size or result.diverged:
+        return float(lrs[-1])
+    return None
+
+
+class _TrialRecorder(keras.callbacks.Callback):
+    """Wall time, updates and samples/s per epoch; time to a target metric."""
+
+    def __init__(self, batch_size, learning_rate, target):
+        super().__init__()
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.target = target
+        self.rows = []
+        self._start = None
+        self._updates0 = 0
+        self._reached = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._updates0 = int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        updates = int(self.model.optimizer.iterations.numpy()) - self._updates0
+        accumulation = _optimizer.gradient_accumulation_steps(self.model.optimizer)
+        row = {
+            "train_seconds": seconds,
+            "updates": float(updates),
+            "samples_per_second": updates * accumulation * self.batch_size
+            / max(seconds, 1e-9),
+            "batch_size": float(self.batch_size),
+            "learning_rate": float(self.learning_rate),
+        }
+        if self.target is not None:
+            name, value, direction = self.target
+            current = (logs or {}).get(name)
+            if self._reached is None and current is not None and (
+                current >= value if direction == "max" else current <= value
+            ):
+                self._reached = (seconds, epoch + 1)
+            row["time_to_target"] = self._reached[0] if self._reached else math.inf
+            row["epochs_to_target"] = (float(self._reached[1]) if self._reached
+                                       else math.inf)
+        self.rows.append(row)
+        if logs is not None:
+            logs.update(row)
+
+
+class BatchLRHyperModel(keras_tuner.HyperModel):
+    """Search the batch size and the learning rate together.
+
+    `build_model(hp)` returns your compiled model, as for any KerasTuner
+    search (declare other hyperparameters on `hp` as usual). The hypermodel
+    adds two: `batch_size` (a choice among `batch_sizes`, declared in `build`
+    so that the very first trial honours it too) and the learning rate, and in
+    `fit` trains with that batch size and sets the optimizer's learning rate.
+
+    With `parametrization="scaled"` (the default) the LR is searched as
+    `lr_multiplier`, log-uniform in `multiplier_range`, times a centre that
+    moves with the batch size: the base LR `scale_lr`-ed from
+    `base_batch_size` to the trial's batch size by `scaling_rule`, but never
+    more than `1 / max(multiplier_range)` of the edge of stability (the LR at
+    which the range-test loss diverges, measured at the smallest and the largest
+    batch size and interpolated), so that no trial is wasted past it. With
+    `learning_rate="auto"` the base LR and the edges come from LR range tests
+    (`kbatch.find_lr`) run once, on the first trial's data, and cached in the
+    tuner's project directory, so a resumed search does not rerun them.
+    `parametrization="independent"` searches `learning_rate` log-uniformly in a
+    fixed range, the plain search, for comparison.
+
+    Every trial reports, beside its metrics: `train_seconds`,
+    `samples_per_second`, `updates` (optimizer steps), `batch_size` and
+    `learning_rate`; with `target=("val_accuracy", 0.9)` also
+    `time_to_target` and `epochs_to_target` (`inf` if never reached), usable
+    as objectives: `keras_tuner.Objective("time_to_target", "min")`.
+
+    Out of memory: the trial fails (`keras_tuner.errors.FailedTrialError`), and
+    batch sizes equal to or larger than the smallest that failed are not run
+    again in the search: a later trial that draws one trains at the largest
+    batch size below it instead (its recorded `batch_size` says so), so no
+    further trial fails for memory and the search is not stopped by KerasTuner's
+    limit on consecutive failures. The limit is kept in the project directory
+    for resumed searches.
+
+    Mixed precision: the dtype policy is set while the trial's model is built
+    and put back after, so nothing leaks between trials or into your session
+    (KerasTuner clears the session before every build, which would wipe a policy
+    set before `search`). Under `mixed_float16` batch sizes are rounded up to
+    multiples of 8, and a warning says if the model's output is not float32.
+
+    Args:
+        build_model: Function `hp -> compiled keras.Model`.
+        batch_sizes: Batch sizes to choose from. Defaults to 16 ... 512.
+        learning_rate: `"auto"` (from range tests) or `(low, high)`: for
+            `"scaled"`, the window at `base_batch_size`; for `"independent"`,
+            the search range.
+        base_batch_size: Integer. Batch size of the base LR. Defaults to the
+            middle of `batch_sizes` (shortest extrapolation).
+        scaling_rule: `"auto"` (`kbatch.default_rule` of the optimizer) or any
+            rule of `kbatch.scale_lr`.
+        parametrization: `"scaled"` or `"independent"`.
+        multiplier_range: `(low, high)` of the LR multiplier. Defaults to
+            `(0.25, 4.0)`.
+        lr_steps: Optional integer: the multiplier (or LR) takes this many
+            values on a log grid instead of a continuous range (for
+            `GridSearch`).
+        mixed_precision: `"auto"` (float16 with a GPU, float32 on CPU), a
+            policy name, or `None`.
+        epochs: Integer. Epochs per trial when the tuner does not set them
+            (Hyperband does). Defaults to `10`.
+        warmup: `"auto"` (linear warm-up over 5% of a trial's steps whenever its
+            LR exceeds the base LR), `0` or a number of steps.
+        target: Optional `(metric, value)` or `(metric, value, "max"|"min")`
+            for the time-to-target metrics.
+        cache_dir: Directory for the cached range tests when the tuner's
+            project directory cannot be found. Defaults to `None`.
+        name, tunable: As for `keras_tuner.HyperModel`.
+
+    Example:
+
+    ```python
+    def build_model(hp):
+        model = keras.Sequential([...])
+        model.compile(optimizer=keras.optimizers.SGD(momentum=0.9),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        kbatch.tuner.BatchLRHyperModel(build_model, epochs=10),
+        objective="val_accuracy", max_trials=8, directory="search")
+    tuner.search(x, y, validation_data=(x_val, y_val))
+    print(kbatch.tuner.summarize(tuner).text())
+    ```
+    """
+
+    def __init__(
+        self,
+        build_model,
+        *,
+        batch_sizes=(16, 32, 64, 128, 256, 512),
+        learning_rate="auto",
+        base_batch_size: int | None = None,
+        scaling_rule="auto",
+        parametrization: str = "scaled",
+        multiplier_range=(0.25, 4.0),
+        lr_steps: int | None = None,
+        mixed_precision="auto",
+        epochs: int = 10,
+        warmup="auto",
+        target=None,
+        cache_dir=None,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        if not callable(build_model):
+            raise TypeError(
+                "Argument `build_model` must be a function `hp -> compiled model`. "
+                f"Received: build_model={build_model!r}")
+        self.build_model = build_model
+        self.policy = resolve_policy(mixed_precision)
+        self.batch_sizes = self._check_batch_sizes(batch_sizes)
+        self.parametrization = check_choice("parametrization", parametrization,
+                                            PARAMETRIZATIONS)
+        self.learning_rate = self._check_learning_rate(learning_rate)
+        if self.parametrization == "independent" and learning_rate == "auto":
+            self.learning_rate = "auto"
+        if base_batch_size is None:
+            base_batch_size = self.batch_sizes[len(self.batch_sizes) // 2]
+        self.base_batch_size = check_int("base_batch_size", base_batch_size,
+                                         minimum=1)
+        if scaling_rule != "auto":
+            scaling.scaling_factor(1, 1, scaling_rule)  # validates
+        self.scaling_rule = scaling_rule
+        low, high = self._check_range("multiplier_range", multiplier_range)
+        if not low <= 1.0 <= high:
+            raise ValueError(
+                "Argument `multiplier_range` must contain 1 (the scaled LR itself). "
+                f"Received: multiplier_range={multiplier_range!r}")
+        self.multiplier_range = (low, high)
+        self.lr_steps = check_int("lr_steps", lr_steps, minimum=2, allow_none=True)
+        self.epochs = check_int("epochs", epochs, minimum=1)
+        if warmup != "auto":
+            warmup = check_int("warmup", warmup, minimum=0)
+        self.warmup = warmup
+        self.target = self._check_target(target)
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.anchors = None  # {"base_lr", "edges": {batch: lr}}
+        self.smallest_oom = None
+        self._cache_path = None
+
+    # ------------------------------------------------------------- checking
+    def _check_batch_sizes(self, batch_sizes):
+        sizes = [batch_sizes] if isinstance(batch_sizes, int) else list(batch_sizes)
+        if not sizes:
+            raise ValueError("Argument `batch_sizes` is empty. Pass at least one "
+                             "batch size, e.g. batch_sizes=(32, 64, 128).")
+        sizes = [check_int(f"batch_sizes[{i}]", b, minimum=1)
+                 for i, b in enumerate(sizes)]
+        if self.policy == "mixed_float16":
+            rounded = sorted({-(-b // 8) * 8 for b in sizes})
+            if rounded != sorted(set(sizes)):
+                warnings.warn(
+                    f"Under mixed_float16, batch sizes {sizes} were rounded up to "
+                    f"multiples of 8 for tensor cores: {rounded}.", stacklevel=3)
+            sizes = rounded
+        return sorted(set(sizes))
+
+    @staticmethod
+    def _check_range(name, value):
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ValueError(
+                f"Argument `{name}` must be a pair (low, high). Received: "
+                f"{name}={value!r}")
+        low = check_number(f"{name}[0]", value[0], positive=True)
+        high = check_number(f"{name}[1]", value[1], positive=True)
+        if not low < high:
+            raise ValueError(
+                f"Argument `{name}` must have low < high. Received: {name}={value!r}")
+        return low, high
+
+    def _check_learning_rate(self, learning_rate):
+        if learning_rate == "auto":
+            return "auto"
+        return self._check_range("learning_rate", learning_rate)
+
+    @staticmethod
+    def _check_target(target):
+        if target is None:
+            return None
+        if not isinstance(target, (tuple, list)) or len(target) not in (2, 3):
+            raise ValueError(
+                "Argument `target` must be (metric, value) or (metric, value, "
+                f"'max'|'min'). Received: target={target!r}")
+        name = str(target[0])
+        value = check_number("target[1]", target[1])
+        if len(target) == 3:
+            direction = check_choice("target[2]", target[2], ("max", "min"))
+        else:
+            inferred = keras_tuner.engine.metrics_tracking.infer_metric_direction(
+                name)
+            direction = inferred or "max"
+        return name, value, direction
+
+    # ----------------------------------------------------------------- build
+    def build(self, hp):
+        hp.Choice("batch_size", self.batch_sizes)
+        self._avoid_out_of_memory(hp)
+        low, high = self.multiplier_range
+        if self.parametrization == "scaled":
+            self._float(hp, "lr_multiplier", low, high)
+        else:
+            if self.learning_rate == "auto":
+                raise keras_tuner.errors.FatalValueError(
+                    "parametrization='independent' needs an explicit "
+                    "learning_rate=(low, high) range.")
+            self._float(hp, "learning_rate", *self.learning_rate)
+        with dtype_policy(self.policy):
+            model = self.build_model(hp)
+        if not isinstance(model, keras.Model):
+            raise keras_tuner.errors.FatalTypeError(
+                "`build_model(hp)` must return a compiled keras.Model. Received: "
+                f"{model!r} of type {type(model).__name__}.")
+        if not getattr(model, "compiled", False) or model.optimizer is None:
+            raise keras_tuner.errors.FatalValueError(
+                "`build_model(hp)` must return a compiled model: call "
+                "`model.compile(optimizer=..., loss=..., metrics=...)` in it. The "
+                "hypermodel sets the optimizer's learning rate and the batch size.")
+        if self.policy == "mixed_float16":
+            for output in getattr(model, "outputs", None) or []:
+                if keras.backend.standardize_dtype(output.dtype) != "float32":
+                    warnings.warn(
+                        "Under mixed_float16 the model's output should be float32 "
+                        "(a final `keras.layers.Activation('softmax', "
+                        "dtype='float32')`), or the loss loses precision.",
+                        stacklevel=2)
+        return model
+
+    def _avoid_out_of_memory(self, hp):
+        """Replace a batch size known to run out of memory by the largest below."""
+        if self.smallest_oom is None or hp.get("batch_size") < self.smallest_oom:
+            return
+        allowed = [b for b in self.batch_sizes if b < self.smallest_oom]
+        if not allowed:
+            raise keras_tuner.errors.FatalRuntimeError(
+                f"Every batch size ran out of memory (the smallest, "
+                f"{self.batch_sizes[0]}, included). Use smaller batch sizes or a "
+                "smaller model.")
+        hp.values["batch_size"] = allowed[-1]
+
+    def _float(self, hp, name, low, high):
+        if self.lr_steps:
+            step = (high / low) ** (1.0 / (self.lr_steps - 1))
+            return hp.Float(name, low, high, step=step, sampling="log")
+        return hp.Float(name, low, high, sampling="log")
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, hp, model, *args, **kwargs):
+        self._load_state(kwargs.get("callbacks"))
+        self._avoid_out_of_memory(hp)
+        batch_size = hp.get("batch_size")
+        args, kwargs, x, y = self._prepare_data(model, batch_size, args, kwargs)
+        learning_rate = self.trial_learning_rate(hp, model, x, y, kwargs)
+        epochs = kwargs.pop("epochs", self.epochs)
+        initial_epoch = kwargs.get("initial_epoch", 0)
+        self._set_learning_rate(model, learning_rate, x, batch_size, epochs,
+                                initial_epoch)
+        recorder = _TrialRecorder(batch_size, learning_rate, self.target)
+        kwargs["callbacks"] = [recorder, *(kwargs.get("callbacks") or [])]
+        try:
+            history = model.fit(*args, batch_size=batch_size, epochs=epochs, **kwargs)
+        except Exception as error:
+            if not _backend.is_oom(error):
+                raise
+            self.smallest_oom = (batch_size if self.smallest_oom is None
+                                 else min(self.smallest_oom, batch_size))
+            self._save_state()
+            raise keras_tuner.errors.FailedTrialError(
+                f"Out of memory at batch size {batch_size}; this search will not "
+                "run batch sizes this large again.") from error
+        for key in recorder.rows[0] if recorder.rows else ():
+            values = [row[key] for row in recorder.rows]
+            if len(history.history.get(key, [])) != len(values):
+                history.history[key] = values
+        return history
+
+    def _prepare_data(self, model, batch_size, args, kwargs):
+        args = list(args)
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        if "batch_size" in kwargs:
+            raise keras_tuner.errors.FatalValueError(
+                "Do not pass `batch_size` to search(): BatchLRHyperModel searches "
+                "it.")
+        if _data.is_tf_dataset(x):
+            rank = _data._model_input_rank(model)
+            element = _data._element_rank(x)
+            if rank is not None and element is not None and element >= rank:
+                raise keras_tuner.errors.FatalValueError(
+                    "The tf.data.Dataset passed to search() is already batched, so "
+                    "Keras would ignore the batch size being searched. Pass the "
+                    "dataset before `.batch()`: the hypermodel batches it for each "
+                    "trial.")
+            batched = x.batch(batch_size)
+            if args:
+                args[0] = batched
+            else:
+                kwargs["x"] = batched
+        elif _data.is_py_dataset(x) or _data.is_generator(x):
+            raise keras_tuner.errors.FatalValueError(
+                "BatchLRHyperModel needs data it can batch: arrays or an unbatched "
+                "tf.data.Dataset. A PyDataset or generator fixes the batch size.")
+        return args, kwargs, x, y
+
+    # ------------------------------------------------------- learning rates
+    def rule_for(self, model):
+        if self.scaling_rule == "auto":
+            return scaling.default_rule(model.optimizer)
+        return self.scaling_rule
+
+    def trial_learning_rate(self, hp, model, x=None, y=None, fit_kwargs=None):
+        """The learning rate of a trial, from its hyperparameters."""
+        if self.parametrization == "independent":
+            return float(hp.get("learning_rate"))
+        batch, _ = global_batch_size(model, batch_size=hp.get("batch_size"))
+        base_batch, _ = global_batch_size(model, batch_size=self.base_batch_size)
+        if self.learning_rate == "auto":
+            self._ensure_anchors(hp, x, y)
+            base_lr = self.anchors["base_lr"]
+        else:
+            low, high = self.learning_rate
+            base_lr = math.sqrt(low * high)
+        centre = scaling.scale_lr(base_lr, base_batch, batch, self.rule_for(model))
+        cap = self.stability_cap(batch)
+        if cap is not None:
+            centre = min(centre, cap / self.multiplier_range[1])
+        return centre * float(hp.get("lr_multiplier"))
+
+    def stability_cap(self, batch_size):
+        """The measured divergence LR at a batch size (log-log interpolated)."""
+        if not self.anchors or not self.anchors.get("edges"):
+            return None
+        edges = sorted((int(b), lr) for b, lr in self.anchors["edges"].items()
+                       if lr is not None)
+        if not edges:
+            return None
+        sizes = np.log([b for b, _ in edges])
+        lrs = np.log([lr for _, lr in edges])
+        return float(np.exp(np.interp(math.log(batch_size), sizes, lrs)))
+
+    def _ensure_anchors(self, hp, x, y):
+        if self.anchors is not None:
+            return
+        if x is None:
+            raise keras_tuner.errors.FatalValueError(
+                "learning_rate='auto' runs an LR range test on the training data, "
+                "but search() was given none.")
+        from kbatch.finder import find_lr
+
+        sizes = sorted({self.base_batch_size, self.batch_sizes[0],
+                        self.batch_sizes[-1]})
+        base_lr, edges = None, {}
+        for size in sizes:
+            keras.utils.set_random_seed(0)
+            with dtype_policy(self.policy):
+                model = self.build_model(hp)
+            result = find_lr(model, x, y, batch_size=size, seed=0, verbose=0)
+            edges[size] = divergence_lr(result)
+            if size == self.base_batch_size:
+                base_lr = result.suggestion()
+            del model
+        self.anchors = {"base_lr": base_lr, "base_batch_size": self.base_batch_size,
+                        "edges": edges}
+        self._save_state()
+
+    def _set_learning_rate(self, model, learning_rate, x, batch_size, epochs,
+                           initial_epoch):
+        base = _optimizer.base_optimizer(model.optimizer)
+        warmup = 0
+        start = learning_rate
+        if self.warmup == "auto":
+            reference = (self.anchors or {}).get("base_lr")
+            if reference is None and self.learning_rate != "auto" and (
+                    self.parametrization == "scaled"):
+                reference = math.sqrt(self.learning_rate[0] * self.learning_rate[1])
+            steps = _steps_per_epoch(x, batch_size)
+            if reference and learning_rate > reference and steps and not initial_epoch:
+                warmup = max(1, round(0.05 * steps * epochs))
+                start = reference
+        elif self.warmup and not initial_epoch:
+            warmup = self.warmup
+            start = min(learning_rate, (self.anchors or {}).get("base_lr")
+                        or learning_rate)
+        if warmup:
+            base.learning_rate = LinearWarmup(start, learning_rate, warmup)
+        elif isinstance(_optimizer.learning_rate_object(base), keras.Variable):
+            base.learning_rate = learning_rate
+        else:
+            base.learning_rate = LinearWarmup(learning_rate, learning_rate, 0)
+
+    # ------------------------------------------------------- cached state
+    def _state_path(self, callbacks):
+        for callback in callbacks or []:
+            tuner = getattr(callback, "tuner", None)
+            project = getattr(tuner, "project_dir", None)
+            if project:
+                return os.path.join(project, CACHE_FILE)
+        if self.cache_dir:
+            return os.path.join(self.cache_dir, CACHE_FILE)
+        return None
+
+    def _load_state(self, callbacks):
+        path = self._state_path(callbacks)
+        if path is None or path == self._cache_path:
+            return
+        self._cache_path = path
+        if not os.path.exists(path):
+            return
+        data = _io.read_json(path, what="kbatch search state")
+        if not isinstance(data, dict) or data.get("format") != "kbatch.SearchState":
+            raise keras_tuner.errors.FatalValueError(
+                f"{path} exists but is not a kbatch search state file; remove it "
+                "or use another project directory.")
+        anchors = data.get("anchors")
+        if anchors and anchors.get("base_batch_size") == self.base_batch_size:
+            self.anchors = {
+                "base_lr": float(anchors["base_lr"]),
+                "base_batch_size": int(anchors["base_batch_size"]),
+                "edges": {int(b): (None if v is None else float(v))
+                          for b, v in anchors["edges"].items()},
+            }
+        if data.get("smallest_oom") is not None:
+            self.smallest_oom = int(data["smallest_oom"])
+
+    def _save_state(self):
+        if self._cache_path is None:
+            return
+        _io.write_json_atomic(self._cache_path, {
+            "format": "kbatch.SearchState",
+            "anchors": None if self.anchors is None else {
+                "base_lr": self.anchors["base_lr"],
+                "base_batch_size": self.anchors["base_batch_size"],
+                "edges": {str(b): v for b, v in self.anchors["edges"].items()},
+            },
+            "smallest_oom": self.smallest_oom,
+        })
+
+
+def _steps_per_epoch(x, batch_size):
+    if x is None:
+        return None
+    if _data.is_tf_dataset(x):
+        n = int(x.cardinality())
+        return -(-n // batch_size) if n > 0 else None
+    try:
+        n = _data.num_samples(_data._to_numpy_structure(x), "x")
+    except (ValueError, TypeError):
+        return None
+    return -(-n // batch_size)
+
+
+class SearchSummary:
+    """The trials of a search as rows, a text table and a three-panel figure.
+
+    Attributes:
+        rows: One dict per trial: `trial_id`, `status`, `batch_size`,
+            `learning_rate`, `objective`, `train_seconds`,
+            `samples_per_second`, `updates`.
+        objective: The objective's name; `direction`: `"min"` or `"max"`.
+    """
+
+    COLUMNS = ("trial_id", "status", "batch_size", "learning_rate", "objective",
+               "train_seconds", "samples_per_second", "updates")
+
+    def __init__(self, rows, objective, direction):
+        self.rows = list(rows)
+        self.objective = objective
+        self.direction = direction
+
+    def completed(self):
+        return [r for r in self.rows if r["status"] == "COMPLETED"
+                and r["objective"] is not None and math.isfinite(r["objective"])]
+
+    def best(self):
+        rows = self.completed()
+        if not rows:
+            return None
+        pick = max if self.direction == "max" else min
+        return pick(rows, key=lambda r: r["objective"])
+
+    def pareto_front(self):
+        """Completed trials no other trial beats on both objective and time."""
+        rows = [r for r in self.completed() if r["train_seconds"] is not None]
+        sign = 1.0 if self.direction == "max" else -1.0
+        front = []
+        for r in rows:
+            dominated = any(
+                o is not r and o["train_seconds"] <= r["train_seconds"]
+                and sign * o["objective"] >= sign * r["objective"]
+                and (o["train_seconds"] < r["train_seconds"]
+                     or sign * o["objective"] > sign * r["objective"])
+                for o in rows)
+            if not dominated:
+                front.append(r)
+        return sorted(front, key=lambda r: r["train_seconds"])
+
+    def text(self) -> str:
+        header = (f"{'trial':>6} {'status':>10} {'batch':>6} {'lr':>10} "
+                  f"{self.objective[:14]:>14} {'seconds':>8} {'samples/s':>10} "
+                  f"{'updates':>8}")
+        lines = [header, "-" * len(header)]
+        best = self.best()
+
+        def fmt(value, spec):
+            return "-" if value is None else format(value, spec)
+
+        for r in self.rows:
+            mark = " *" if best is r else ""
+            lines.append(
+                f"{r['trial_id']:>6} {r['status']:>10} {fmt(r['batch_size'], '6d')} "
+                f"{fmt(r['learning_rate'], '10.3g')} {fmt(r['objective'], '14.4f')} "
+                f"{fmt(r['train_seconds'], '8.1f')} "
+                f"{fmt(r['samples_per_second'], '10.0f')} "
+                f"{fmt(r['updates'], '8.0f')}{mark}")
+        if best is not None:
+            lines.append(f"* best: batch {best['batch_size']}, learning rate "
+                         f"{best['learning_rate']:.3g}, {self.objective} "
+                         f"{best['objective']:.4f}")
+        return "\n".join(lines)
+
+    def to_dict(self):
+        return {"objective": self.objective, "direction": self.direction,
+                "rows": self.rows}
+
+    def plot(self, path=None):
+        """Objective over (batch size, LR); Pareto front of objective vs time."""
+        from kbatch import plotting
+
+        plt = plotting.require_matplotlib()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+        rows = [r for r in self.completed() if r["learning_rate"]]
+        if rows:
+            sizes = [r["batch_size"] for r in rows]
+            lrs = [r["learning_rate"] for r in rows]
+            values = [r["objective"] for r in rows]
+            cmap = "viridis" if self.direction == "max" else "viridis_r"
+            points = ax1.scatter(sizes, lrs, c=values, cmap=cmap, s=80,
+                                 edgecolors="black")
+            fig.colorbar(points, ax=ax1, label=self.objective)
+            best = self.best()
+            ax1.scatter([best["batch_size"]], [best["learning_rate"]], marker="*",
+                        s=300, color="red", label="best")
+            ax1.legend(fontsize="small")
+        failed = [r for r in self.rows if r["status"] in ("FAILED", "INVALID")
+                  and r["batch_size"]]
+        if failed:
+            ax1.scatter([r["batch_size"] for r in failed],
+                        [r["learning_rate"] or np.nan for r in failed], marker="x",
+                        color="grey", label="failed / skipped")
+        ax1.set_xscale("log", base=2)
+        ax1.set_yscale("log")
+        ax1.set_xlabel("batch size")
+        ax1.set_ylabel("learning rate")
+        ax1.set_title(f"{self.objective} over batch size and LR")
+        timed = [r for r in self.completed() if r["train_seconds"] is not None]
+        if timed:
+            ax2.scatter([r["train_seconds"] for r in timed],
+                        [r["objective"] for r in timed], color="tab:blue",
+                        label="trials")
+            front = self.pareto_front()
+            ax2.plot([r["train_seconds"] for r in front],
+                     [r["objective"] for r in front], color="tab:red", marker="o",
+                     label="Pareto front")
+            for r in front:
+                ax2.annotate(f"B={r['batch_size']}", (r["train_seconds"],
+                                                      r["objective"]),
+                             fontsize="x-small", xytext=(3, 3),
+                             textcoords="offset points")
+            ax2.legend(fontsize="small")
+        ax2.set_xlabel("training seconds")
+        ax2.set_ylabel(self.objective)
+        ax2.set_title("Quality vs time")
+        ax2.grid(alpha=0.3)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+        return fig
+
+
+def summarize(tuner) -> SearchSummary:
+    """Summarise a KerasTuner search that used `BatchLRHyperModel`.
+
+    Returns:
+        A `SearchSummary`: `.text()` (a table, best trial marked), `.plot()`
+        (objective over batch size and LR, and the Pareto front of objective
+        vs training time), `.best()`, `.pareto_front()`, `.rows`.
+    """
+    oracle = getattr(tuner, "oracle", None)
+    if oracle is None:
+        raise TypeError(f"Argument `tuner` must be a KerasTuner tuner. Received: "
+                        f"{tuner!r}")
+    objective = oracle.objective
+    if isinstance(objective, list):
+        objective = objective[0]
+    name = getattr(objective, "name", "score")
+    direction = getattr(objective, "direction", "min")
+    rows = []
+    for trial_id, trial in sorted(oracle.trials.items()):
+        values = trial.hyperparameters.values
+
+        def metric(key, trial=trial):
+            if trial.metrics.exists(key):
+                value = trial.metrics.get_last_value(key)
+                return None if value is None else float(value)
+            return None
+
+        batch = values.get("batch_size")
+        rows.append({
+            "trial_id": str(trial_id),
+            "status": str(trial.status),
+            "batch_size": None if batch is None else int(batch),
+            "learning_rate": metric("learning_rate") or values.get("learning_rate"),
+            "objective": None if trial.score is None else float(trial.score),
+            "train_seconds": metric("train_seconds"),
+            "samples_per_second": metric("samples_per_second"),
+            "updates": metric("updates"),
+            "hyperparameters": dict(values),
+        })
+    return SearchSummary(rows, name, direction)

@@ -1,0 +1,72 @@
+"""A chief and two workers on 127.0.0.1 (KerasTuner's own gRPC engine)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SCRIPT = Path(__file__).with_name("_distributed_search.py")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(role, port, directory, markers):
+    env = {**os.environ, "KERASTUNER_TUNER_ID": role,
+           "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
+           "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(directory),
+                             str(markers)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(predicate, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker(
+        tmp_path):
+    port = _free_port()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    procs = {"chief": _start("chief", port, tmp_path, markers)}
+    time.sleep(2)
+    procs["tuner0"] = _start("tuner0", port, tmp_path, markers)
+    procs["tuner1"] = _start("tuner1", port, tmp_path, markers)
+    try:
+        # Kill tuner1 in the middle of its first trial, then restart it: a
+        # restarted worker gets its unfinished trial back from the chief.
+        assert _wait_for(lambda: any(m.name.startswith("tuner1-")
+                                     for m in markers.iterdir()), 240)
+        time.sleep(0.5)
+        procs["tuner1"].send_signal(signal.SIGKILL)
+        procs["tuner1"].wait(30)
+        procs["tuner1"] = _start("tuner1", port, tmp_path, markers)
+        assert procs["chief"].wait(420) == 0, procs["chief"].stdout.read()[-3000:]
+        for role in ("tuner0", "tuner1"):
+            assert procs[role].wait(120) == 0, procs[role].stdout.read()[-3000:]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    trials = [json.loads(p.read_text())
+              for p in (tmp_path / "dist").glob("trial_*/trial.json")]
+    ids = [t["trial_id"] for t in trials]
+    assert len(ids) == 6 and len(set(ids)) == 6  # every planned trial, none twice
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    workers = {m.name.split("-")[0] for m in markers.iterdir()}
+    assert workers == {"tuner0", "tuner1"}  # both workers trained
+    # tuner1 started once before the kill and again after it, on the same trial
+    assert sum(m.name.startswith("tuner1-") for m in markers.iterdir()) >= 2
