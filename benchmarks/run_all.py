@@ -13,12 +13,14 @@ from benchmarks import bench_demo
 from benchmarks import bench_lr_finder_cost
 from benchmarks import bench_lr_quality
 from benchmarks import bench_noise_scale
+from benchmarks import bench_tuner
 
 BENCHMARKS = {
     "lr_finder_cost": bench_lr_finder_cost.main,
     "noise_scale": bench_noise_scale.main,
     "demo": bench_demo.main,
     "lr_quality": bench_lr_quality.main,
+    "tuner": bench_tuner.main,
 }
 
 

@@ -17,17 +17,22 @@ Public API (everything else is private):
 - `kbatch.find_max_batch_size`, `kbatch.measure_throughput`,
   `kbatch.lr_scaling_law`, `kbatch.advise`: memory, speed, LR scaling, and one
   recommendation from them.
+- `kbatch.tuner.BatchLRHyperModel`, `kbatch.tuner.summarize`: search batch
+  size and learning rate together with KerasTuner.
 - `kbatch.suggest`: the suggestion rules as pure functions.
-- `kbatch.datasets`: MNIST-1D and digits, without downloads.
+- `kbatch.datasets`: MNIST-1D and digits, without downloads;
+  `kbatch.models`: small reference models for them.
 """
 
 __version__ = "0.1.0.dev0"
 
 from kbatch import datasets
 from kbatch import layers
+from kbatch import models
 from kbatch import noise
 from kbatch import schedules
 from kbatch import suggest
+from kbatch import tuner
 from kbatch.advisor import Advice
 from kbatch.advisor import advise
 from kbatch.batch_schedule import BatchSizeSchedule
@@ -77,9 +82,11 @@ __all__ = [
     "lr_scaling_law",
     "measure_noise_scale",
     "measure_throughput",
+    "models",
     "noise",
     "scale_adam",
     "scale_lr",
     "schedules",
     "suggest",
+    "tuner",
 ]

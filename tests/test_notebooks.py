@@ -11,7 +11,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks")
                    .glob("*.ipynb"))
 FAST = {"01_lr_range_test.ipynb", "02_batch_size_scaling.ipynb",
-        "04_critical_batch_size.ipynb"}
+        "03_tune_batch_and_lr.ipynb", "04_critical_batch_size.ipynb"}
 
 
 def test_there_are_notebooks():
