@@ -85,6 +85,44 @@ def num_samples(structure, name: str) -> int:
     return sizes.pop()
 
 
+def _check_finite(structure, name):
+    for leaf in _leaves(structure):
+        if leaf.dtype.kind not in "fc" or leaf.size == 0:
+            continue
+        finite = np.isfinite(leaf.reshape(leaf.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"Argument `{name}` holds non-finite values (NaN or inf) in "
+                f"{bad.size} samples, the first at index {bad[0]}. Clean or drop "
+                "them: training on them makes the loss NaN."
+            )
+
+
+def check_arrays(x, y=None, *, name="x"):
+    """Arrays as NumPy, checked: not empty, equal lengths, finite values.
+
+    Returns:
+        `(x, y, num_samples)`.
+    """
+    x = _to_numpy_structure(x)
+    n = num_samples(x, name)
+    if n == 0:
+        raise ValueError(
+            f"Argument `{name}` is empty (0 samples). Pass at least one batch.")
+    _check_finite(x, name)
+    if y is not None:
+        y = _to_numpy_structure(y)
+        n_y = num_samples(y, "y")
+        if n_y != n:
+            raise ValueError(
+                f"Arguments `{name}` and `y` must have the same number of samples. "
+                f"Received: {name} with {n} samples, y with {n_y} samples."
+            )
+        _check_finite(y, "y")
+    return x, y, n
+
+
 def batch_size_of(batch) -> int:
     """Leading dimension of the first input of a batch `(x, y, sample_weight)`."""
     x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
@@ -369,18 +407,7 @@ def make_stream(
         )
 
     # Arrays.
-    x = _to_numpy_structure(x)
-    n = num_samples(x, "x")
-    if n == 0:
-        raise ValueError("Argument `x` is empty (0 samples). Pass at least one batch.")
-    if y is not None:
-        y = _to_numpy_structure(y)
-        n_y = num_samples(y, "y")
-        if n_y != n:
-            raise ValueError(
-                "Arguments `x` and `y` must have the same number of samples. "
-                f"Received: x with {n} samples, y with {n_y} samples."
-            )
+    x, y, n = check_arrays(x, y)
     if sample_weight is not None:
         sample_weight = np.asarray(sample_weight)
         if sample_weight.shape[:1] != (n,):

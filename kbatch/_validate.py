@@ -102,6 +102,25 @@ def check_compiled_model(model, caller: str):
             f"{model.name!r} is not compiled. Call "
             "`model.compile(optimizer=..., loss=...)` first."
         )
+    from kbatch import _optimizer
+
+    optimizer = model.optimizer
+    if _optimizer.learning_rate_object(optimizer) is None:
+        raise ValueError(
+            f"`{caller}` needs an optimizer with a learning rate. Received: "
+            f"optimizer={type(optimizer).__name__} (no `learning_rate`)."
+        )
+    own = {id(optimizer), id(_optimizer.base_optimizer(optimizer))}
+    others = [name for name, value in vars(model).items()
+              if isinstance(value, keras.optimizers.Optimizer)
+              and id(value) not in own]
+    if others:
+        raise ValueError(
+            f"`{caller}` controls the learning rate of `model.optimizer`, but the "
+            f"model {model.name!r} holds other optimizers too ({', '.join(others)}): "
+            "their learning rates would not be swept or restored. Run it on a "
+            "model with one optimizer."
+        )
     return model
 
 

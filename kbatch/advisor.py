@@ -312,12 +312,7 @@ def advise(
         raise TypeError(
             "advise needs the training samples as arrays (it builds batches of "
             f"many sizes). Received: x of type {type(x).__name__}")
-    x = _data._to_numpy_structure(x)
-    y = None if y is None else _data._to_numpy_structure(y)
-    n = _data.num_samples(x, "x")
-    if y is not None and _data.num_samples(y, "y") != n:
-        raise ValueError("Arguments `x` and `y` must have the same number of "
-                         "samples.")
+    x, y, n = _data.check_arrays(x, y)
     limit = check_int("max_batch_size", max_batch_size, minimum=1,
                       allow_none=True) or min(8192, n)
     started = time.perf_counter()

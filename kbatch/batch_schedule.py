@@ -204,7 +204,7 @@ def _num_samples(x, y):
         return cardinality if cardinality > 0 else None
     if callable(x) or _data.is_py_dataset(x):
         return None
-    return _data.num_samples(_data._to_numpy_structure(x), "x")
+    return _data.check_arrays(x, y)[2]
 
 
 def fit_with_batch_schedule(

@@ -238,16 +238,5 @@ def _arrays_for_trials(x, y, max_batch_size):
             "needs samples it can slice: NumPy arrays or an unbatched "
             f"tf.data.Dataset. Received: x of type {type(x).__name__}"
         )
-    x = _data._to_numpy_structure(x)
-    n = _data.num_samples(x, "x")
-    if n == 0:
-        raise ValueError("Argument `x` is empty (0 samples).")
-    if y is not None:
-        y = _data._to_numpy_structure(y)
-        n_y = _data.num_samples(y, "y")
-        if n_y != n:
-            raise ValueError(
-                "Arguments `x` and `y` must have the same number of samples. "
-                f"Received: x with {n} samples, y with {n_y} samples."
-            )
+    x, y, _ = _data.check_arrays(x, y)
     return x, y

@@ -76,3 +76,48 @@ def assert_same_state(before, after):
         for i, (a, b) in enumerate(zip(a_list, b_list)):
             assert a.dtype == b.dtype
             assert a.tobytes() == b.tobytes(), f"{kind} variable {i} changed"
+
+
+class FaultAt(keras.layers.Layer):
+    """Injects a fault at the `step`-th training call (1-based), counting only
+    real batches. Needs `run_eagerly=True` so that Python runs at every step.
+
+    kinds: "nan" (the output turns NaN), "error" (RuntimeError), "interrupt"
+    (KeyboardInterrupt), "oom" (TensorFlow's real ResourceExhaustedError).
+    """
+
+    def __init__(self, step, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.step, self.kind, self.calls = step, kind, 0
+
+    def call(self, x, training=None):
+        if not training or x.shape[0] is None:
+            return x
+        self.calls += 1
+        if self.calls != self.step:
+            return x
+        if self.kind == "nan":
+            return x * float("nan")
+        if self.kind == "error":
+            raise RuntimeError(f"injected fault at step {self.step}")
+        if self.kind == "interrupt":
+            raise KeyboardInterrupt
+        if self.kind == "oom":
+            import tensorflow as tf
+
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM (injected)")
+        raise ValueError(self.kind)
+
+
+def faulty_classifier(step, kind, input_dim=8, num_classes=3, optimizer="adam",
+                      **compile_kwargs):
+    model = keras.Sequential([
+        keras.Input((input_dim,)),
+        keras.layers.Dense(16, activation="relu"),
+        FaultAt(step, kind),
+        keras.layers.Dense(num_classes),
+        keras.layers.Activation("softmax", dtype="float32"),
+    ])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  run_eagerly=True, **compile_kwargs)
+    return model

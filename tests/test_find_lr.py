@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from conftest import assert_same_state
 from conftest import classification_data
+from conftest import faulty_classifier
 from conftest import make_classifier
 from conftest import model_state
 from conftest import scripted_model
@@ -87,16 +88,25 @@ def test_restored_when_the_sweep_is_interrupted(monkeypatch, exc, scheduled):
 
 def test_restored_after_a_nan_loss():
     x, y = classification_data(n=256)
-    x = x.copy()
-    x[40:48] = np.nan
-    model = make_classifier()
+    model = faulty_classifier(step=1000, kind="nan")
     model.fit(x[:32], y[:32], verbose=0)
     before = model_state(model)
-    result = kbatch.find_lr(model, x, y, batch_size=8, num_steps=20, shuffle=False,
-                            verbose=0)
+    model.layers[1].calls, model.layers[1].step = 0, 6  # NaN at the 6th step
+    result = kbatch.find_lr(model, x, y, batch_size=8, num_steps=20, verbose=0)
     assert result.stop_reason == "non_finite"
-    assert result.lrs.size == 6  # batch 5 holds the NaNs
+    assert result.lrs.size == 6
     assert_same_state(before, model_state(model))
+
+
+def test_nan_or_inf_in_the_data_is_refused_before_training():
+    x, y = classification_data(n=256)
+    x = x.copy()
+    x[40:43, 2] = np.nan
+    model = make_classifier()
+    before = model_state(model) if model.optimizer.built else None
+    with pytest.raises(ValueError, match=r"`x` holds non-finite.*3 samples.*index 40"):
+        kbatch.find_lr(model, x, y, verbose=0)
+    assert before is None and not model.optimizer.built
 
 
 def test_training_after_find_lr_equals_training_without_it():
