@@ -353,7 +353,9 @@ def advise(
     keras.utils.set_random_seed(seed)
     model = build_model()
     small = fitting[0]
-    model.optimizer.learning_rate = law.learning_rates[0]
+    model.optimizer.learning_rate = (law.learning_rates[0]
+                                     if law.batch_sizes[0] == small
+                                     else law.predict(small, "noise"))
     steps_per_epoch = -(-n // small)
     model.fit(x, y, batch_size=small, epochs=max(1, -(-train_steps // steps_per_epoch)),
               steps_per_epoch=min(train_steps, steps_per_epoch), verbose=0)

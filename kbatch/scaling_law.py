@@ -12,10 +12,12 @@ suggested LR `lr*(B)`. Two laws are fitted to it:
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
 
+from kbatch import _backend
 from kbatch._validate import check_int
 from kbatch._validate import check_verbose
 
@@ -92,10 +94,13 @@ class ScalingLawResult:
         coefficient: `c` of the power law.
         eps_max, b_noise: The fitted noise law.
         rule: `"linear"`, `"sqrt"` or `"none"`: the rule nearest to `exponent`.
+        left_out: `{batch_size: reason}` for the sizes that ran out of memory,
+            were not run after one did, or whose curve gave no suggestion.
     """
 
-    def __init__(self, batch_sizes, learning_rates, results=()):
+    def __init__(self, batch_sizes, learning_rates, results=(), left_out=None):
         self.batch_sizes = [int(b) for b in batch_sizes]
+        self.left_out = {int(b): str(why) for b, why in (left_out or {}).items()}
         self.learning_rates = [float(v) for v in learning_rates]
         self.results = list(results)
         self.exponent, self.coefficient = fit_power_law(self.batch_sizes,
@@ -130,6 +135,7 @@ class ScalingLawResult:
             "b_noise": self.b_noise,
             "noise_rms": self.noise_rms,
             "rule": self.rule,
+            "left_out": {str(b): why for b, why in self.left_out.items()},
         }
 
     def plot(self, ax=None):
@@ -166,12 +172,21 @@ def lr_scaling_law(
         verbose: `"auto"`, `0` or `1` (a line per batch size).
         **find_lr_kwargs: Passed to `kbatch.find_lr` (`min_lr`, `max_lr`, ...).
 
+    A batch size that runs out of memory is left out, and larger ones are not
+    run; a batch size whose curve gives no suggestion (for example a NaN loss
+    early in the sweep) is left out too. Both are listed in `.left_out` and
+    warned about. Any other error (and Ctrl-C) propagates; each model is
+    restored by `find_lr` first.
+
     Returns:
         A `ScalingLawResult`: `.exponent`, `.rule`, `.predict(B)`, `.plot()`.
+
+    Raises:
+        ValueError: when fewer than two batch sizes give a suggestion.
     """
     from kbatch.finder import find_lr
 
-    if not callable(build_model):
+    if not callable(build_model) or isinstance(build_model, keras.Model):
         raise TypeError(
             "Argument `build_model` must be a function returning a compiled "
             f"model. Received: {build_model!r}"
@@ -186,8 +201,11 @@ def lr_scaling_law(
         raise ValueError(
             f"Argument `batch_sizes` must be strictly increasing. Received: {sizes}")
     verbose = check_verbose(verbose)
-    results, lrs = [], []
+    measured, results, lrs, left_out = [], [], [], {}
     for b in sizes:
+        if any(reason == "out of memory" for reason in left_out.values()):
+            left_out[b] = "not run: a smaller batch ran out of memory"
+            continue
         keras.utils.set_random_seed(seed)
         model = build_model()
         if not isinstance(model, keras.Model):
@@ -195,11 +213,37 @@ def lr_scaling_law(
                 "`build_model()` must return a compiled `keras.Model`. Received: "
                 f"{type(model).__name__}"
             )
-        result = find_lr(model, x, y, batch_size=b, num_steps=num_steps, seed=seed,
-                         verbose=0, **find_lr_kwargs)
-        results.append(result)
-        lrs.append(result.suggestion())
+        try:
+            result = find_lr(model, x, y, batch_size=b, num_steps=num_steps,
+                             seed=seed, verbose=0, **find_lr_kwargs)
+            lr = result.suggestion()
+        except ValueError as error:  # the curve supports no suggestion
+            left_out[b] = f"no suggestion: {error}"
+        except Exception as error:
+            if not _backend.is_oom(error):
+                raise
+            left_out[b] = "out of memory"
+        else:
+            measured.append(b)
+            results.append(result)
+            lrs.append(lr)
+        finally:
+            del model
         if verbose:
-            print(f"lr_scaling_law: batch {b}: suggested LR {lrs[-1]:.3g}")
-        del model
-    return ScalingLawResult(sizes, lrs, results)
+            shown = (f"suggested LR {lrs[-1]:.3g}" if b not in left_out
+                     else left_out[b].split(":")[0])
+            print(f"lr_scaling_law: batch {b}: {shown}")
+    if len(measured) < 2:
+        raise ValueError(
+            "lr_scaling_law needs a suggested LR at two or more batch sizes to "
+            f"fit a law; it got {len(measured)}. Left out: {left_out}. Widen "
+            "`min_lr`/`max_lr`, raise `num_steps`, or pass smaller batch sizes."
+        )
+    if left_out:
+        warnings.warn(
+            "lr_scaling_law left out batch sizes "
+            + ", ".join(f"{b} ({why.split(':')[0]})" for b, why in left_out.items())
+            + "; the law is fitted to the others.",
+            stacklevel=2,
+        )
+    return ScalingLawResult(measured, lrs, results, left_out=left_out)

@@ -272,8 +272,10 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     def _check_batch_sizes(self, batch_sizes):
         sizes = [batch_sizes] if isinstance(batch_sizes, int) else list(batch_sizes)
         if not sizes:
-            raise ValueError("Argument `batch_sizes` is empty. Pass at least one "
-                             "batch size, e.g. batch_sizes=(32, 64, 128).")
+            raise ValueError(
+                "Argument `batch_sizes` is empty. Received: "
+                f"batch_sizes={batch_sizes!r}. Pass at least one batch size, "
+                "e.g. batch_sizes=(32, 64, 128).")
         sizes = [check_int(f"batch_sizes[{i}]", b, minimum=1)
                  for i, b in enumerate(sizes)]
         if self.policy == "mixed_float16":
@@ -535,21 +537,34 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         self._cache_path = path
         if not os.path.exists(path):
             return
-        data = _io.read_json(path, what="kbatch search state")
+        try:
+            data = _io.read_json(path, what="kbatch search state")
+        except ValueError as error:
+            raise keras_tuner.errors.FatalValueError(
+                f"{error} It was left as it is; remove it to rerun the cached "
+                "range tests, or use another project directory.") from None
         if not isinstance(data, dict) or data.get("format") != "kbatch.SearchState":
             raise keras_tuner.errors.FatalValueError(
                 f"{path} exists but is not a kbatch search state file; remove it "
                 "or use another project directory.")
-        anchors = data.get("anchors")
-        if anchors and anchors.get("base_batch_size") == self.base_batch_size:
-            self.anchors = {
-                "base_lr": float(anchors["base_lr"]),
-                "base_batch_size": int(anchors["base_batch_size"]),
-                "edges": {int(b): (None if v is None else float(v))
-                          for b, v in anchors["edges"].items()},
-            }
-        if data.get("smallest_oom") is not None:
-            self.smallest_oom = int(data["smallest_oom"])
+        try:
+            anchors = data.get("anchors")
+            if anchors and anchors.get("base_batch_size") == self.base_batch_size:
+                edges = {int(b): (None if v is None else float(v))
+                         for b, v in anchors["edges"].items()}
+                self.anchors = {
+                    "base_lr": _positive_finite(anchors["base_lr"]),
+                    "base_batch_size": int(anchors["base_batch_size"]),
+                    "edges": edges,
+                }
+            if data.get("smallest_oom") is not None:
+                self.smallest_oom = int(data["smallest_oom"])
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            self.anchors = None
+            raise keras_tuner.errors.FatalValueError(
+                f"{path} is a damaged kbatch search state file "
+                f"({type(error).__name__}: {error}). It was left as it is; "
+                "remove it to rerun the cached range tests.") from None
 
     def _save_state(self):
         if self._cache_path is None:
@@ -563,6 +578,13 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             },
             "smallest_oom": self.smallest_oom,
         })
+
+
+def _positive_finite(value):
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"base_lr={value} is not a positive finite number")
+    return value
 
 
 def _steps_per_epoch(x, batch_size):

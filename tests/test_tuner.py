@@ -284,16 +284,37 @@ def test_unbatched_dataset_is_batched_per_trial(digits, tmp_path):
         assert trial.metrics.get_last_value("updates") == expected
 
 
-def test_corrupt_state_file_is_refused(digits, tmp_path):
+_VALID_STATE = json.dumps({
+    "format": "kbatch.SearchState",
+    "anchors": {"base_lr": 0.05, "base_batch_size": 32, "edges": {"32": 0.4}},
+    "smallest_oom": None,
+})
+
+
+@pytest.mark.parametrize("content", [
+    json.dumps({"format": "other"}).encode(),           # foreign file
+    _VALID_STATE[:40].encode(),                         # truncated
+    _VALID_STATE.replace("0.05", '"fast"').encode(),    # tampered value
+    _VALID_STATE.replace("0.05", "-1").encode(),        # impossible value
+    _VALID_STATE.replace('"edges"', '"edgez"').encode(),  # missing key
+    b"\x80\x04\x95 not json at all",                  # binary (e.g. a pickle)
+], ids=["foreign", "truncated", "tampered", "negative-lr", "missing-key", "binary"])
+def test_corrupt_or_foreign_state_file_is_refused_and_left_alone(digits, tmp_path,
+                                                                content):
     project = tmp_path / "c"
     project.mkdir()
-    (project / ktuner.CACHE_FILE).write_text(json.dumps({"format": "other"}))
+    state_file = project / ktuner.CACHE_FILE
+    state_file.write_bytes(content)
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(32,), epochs=1)
     tuner = keras_tuner.RandomSearch(hypermodel, objective="loss", max_trials=1,
                                      directory=str(tmp_path), project_name="c")
     with pytest.raises(keras_tuner.errors.FatalValueError,
-                       match="not a kbatch search state"):
+                       match=r"kbatch search state") as info:
         tuner.search(digits.x_train, digits.y_train, verbose=0)
+    assert str(state_file) in str(info.value)
+    assert state_file.read_bytes() == content  # nothing overwritten
+    assert hypermodel.anchors is None
+    assert all(t.status != "COMPLETED" for t in tuner.oracle.trials.values())
 
 
 _MIRRORED = textwrap.dedent("""
@@ -340,3 +361,44 @@ def test_data_parallel_trials_scale_the_lr_for_the_global_batch(tmp_path):
         # fit's batch is global (split over the replicas): linear from 0.02 at 32
         expected = 0.02 * trial["batch"] / 32 * trial["mult"]
         assert trial["lr"] == pytest.approx(expected, rel=1e-5)
+
+
+def _trials_on_disk(project):
+    trials = {}
+    for path in sorted(project.glob("trial_*/trial.json")):
+        data = json.loads(path.read_text())
+        trials[data["trial_id"]] = data
+    return trials
+
+
+def test_search_killed_mid_trial_resumes_without_losing_or_repeating_work(tmp_path):
+    script = __file__.replace("test_tuner.py", "_killed_search.py")
+
+    def run(mode):
+        return subprocess.run([sys.executable, script, str(tmp_path), mode],
+                              capture_output=True, text=True, timeout=600)
+
+    killed = run("kill")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, no cleanup
+    on_disk = _trials_on_disk(tmp_path / "p")
+    done = {i: t for i, t in on_disk.items() if t["status"] == "COMPLETED"}
+    running = [i for i, t in on_disk.items() if t["status"] == "RUNNING"]
+    assert len(done) == 2 and len(running) == 1  # killed inside the third trial
+    state = (tmp_path / "p" / ktuner.CACHE_FILE).read_bytes()
+
+    resumed = run("resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    report = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert report["range_tests"] == []  # the cached range tests were not rerun
+    trials = {t["id"]: t for t in report["trials"]}
+    ids = [t["id"] for t in report["trials"]]
+    assert len(ids) == len(set(ids)) == 5  # max_trials, no id twice
+    for i, old in done.items():  # finished trials kept as they were
+        assert trials[i]["score"] == old["score"]
+        assert trials[i]["values"] == old["hyperparameters"]["values"]
+    # the interrupted trial was run again with its own hyperparameters
+    interrupted = trials[running[0]]
+    assert interrupted["status"] == "COMPLETED"
+    assert interrupted["values"] == on_disk[running[0]]["hyperparameters"]["values"]
+    assert all(t["status"] == "COMPLETED" for t in report["trials"])
+    assert (tmp_path / "p" / ktuner.CACHE_FILE).read_bytes() == state

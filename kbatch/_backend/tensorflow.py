@@ -61,11 +61,14 @@ def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale)
 
 
 def compiled_micro_batch_norms(model, num_micro_batches):
-    """`micro_batch_norms` as one compiled function of `(x, y, sw, scale)`."""
+    """`micro_batch_norms` as one function of `(x, y, sw, scale)`: compiled,
+    or eager when the model was compiled with `run_eagerly=True` (as `fit`
+    would run it)."""
 
-    @tf.function(reduce_retracing=True)
     def run(x, y, sample_weight, loss_scale):
         return micro_batch_norms(model, x, y, sample_weight, num_micro_batches,
                                  loss_scale)
 
-    return run
+    if getattr(model, "run_eagerly", False):
+        return run
+    return tf.function(run, reduce_retracing=True)
