@@ -12,6 +12,7 @@ import sys
 from benchmarks import bench_demo
 from benchmarks import bench_lr_finder_cost
 from benchmarks import bench_lr_quality
+from benchmarks import bench_mixed_precision
 from benchmarks import bench_noise_scale
 from benchmarks import bench_tuner
 
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "lr_finder_cost": bench_lr_finder_cost.main,
     "noise_scale": bench_noise_scale.main,
     "demo": bench_demo.main,
+    "mixed_precision": bench_mixed_precision.main,
     "lr_quality": bench_lr_quality.main,
     "tuner": bench_tuner.main,
 }

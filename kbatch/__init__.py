@@ -19,6 +19,8 @@ Public API (everything else is private):
   recommendation from them.
 - `kbatch.tuner.BatchLRHyperModel`, `kbatch.tuner.summarize`: search batch
   size and learning rate together with KerasTuner.
+- `kbatch.precision`: the mixed-precision policy for this device, a context
+  manager that sets one, and `check_model` for the usual mistakes.
 - `kbatch.suggest`: the suggestion rules as pure functions.
 - `kbatch.datasets`: MNIST-1D and digits, without downloads;
   `kbatch.models`: small reference models for them.
@@ -30,6 +32,7 @@ from kbatch import datasets
 from kbatch import layers
 from kbatch import models
 from kbatch import noise
+from kbatch import precision
 from kbatch import schedules
 from kbatch import suggest
 from kbatch import tuner
@@ -84,6 +87,7 @@ __all__ = [
     "measure_throughput",
     "models",
     "noise",
+    "precision",
     "scale_adam",
     "scale_lr",
     "schedules",

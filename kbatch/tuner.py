@@ -11,7 +11,6 @@ tests. It runs on KerasTuner's own tuners (`RandomSearch`,
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -25,43 +24,24 @@ from kbatch import _backend
 from kbatch import _data
 from kbatch import _io
 from kbatch import _optimizer
+from kbatch import precision
 from kbatch import scaling
 from kbatch._validate import check_choice
 from kbatch._validate import check_int
 from kbatch._validate import check_number
+from kbatch.precision import dtype_policy
 from kbatch.scale_callback import global_batch_size
 from kbatch.schedules import LinearWarmup
 
 PARAMETRIZATIONS = ("scaled", "independent")
-POLICIES = ("mixed_float16", "mixed_bfloat16", "float32")
+POLICIES = precision.POLICIES
 CACHE_FILE = "kbatch_search_state.json"
 
 
 def resolve_policy(mixed_precision) -> str | None:
-    """`"auto"` -> `"mixed_float16"` with a GPU, else `None` (float32)."""
-    if mixed_precision is None:
-        return None
-    if mixed_precision == "auto":
-        if keras.config.backend() == "tensorflow":
-            import tensorflow as tf
-
-            if tf.config.list_physical_devices("GPU"):
-                return "mixed_float16"
-        return None
-    check_choice("mixed_precision", mixed_precision, (*POLICIES, "auto", None))
-    return None if mixed_precision == "float32" else mixed_precision
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Set the global dtype policy for a block, and put the previous one back."""
-    previous = keras.config.dtype_policy()
-    if name is not None:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+    """`"auto"` -> `kbatch.precision.auto_policy()`; float32 is `None`."""
+    policy = precision.resolve(mixed_precision)
+    return None if policy == "float32" else policy
 
 
 def divergence_lr(result) -> float | None:
@@ -347,14 +327,8 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
                 "`build_model(hp)` must return a compiled model: call "
                 "`model.compile(optimizer=..., loss=..., metrics=...)` in it. The "
                 "hypermodel sets the optimizer's learning rate and the batch size.")
-        if self.policy == "mixed_float16":
-            for output in getattr(model, "outputs", None) or []:
-                if keras.backend.standardize_dtype(output.dtype) != "float32":
-                    warnings.warn(
-                        "Under mixed_float16 the model's output should be float32 "
-                        "(a final `keras.layers.Activation('softmax', "
-                        "dtype='float32')`), or the loss loses precision.",
-                        stacklevel=2)
+        if self.policy is not None:
+            precision.check_model(model)
         return model
 
     def _avoid_out_of_memory(self, hp):

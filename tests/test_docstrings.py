@@ -21,6 +21,7 @@ MODULES = [
     "kbatch.throughput",
     "kbatch.scaling_law",
     "kbatch.advisor",
+    "kbatch.precision",
 ]
 
 

@@ -54,3 +54,44 @@ def is_oom(error: BaseException) -> bool:
     if isinstance(error, oom_errors()):
         return True
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
+
+
+def device_facts() -> dict:
+    """The accelerator Keras will run on: `{"kind": "gpu" | "tpu" | "cpu",
+    "name": str, "compute_capability": (major, minor) | None}`.
+
+    Only TensorFlow is asked today; on other backends the answer is "cpu"
+    unless their own device query says otherwise.
+    """
+    name = keras.config.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("TPU"):
+            return {"kind": "tpu", "name": "TPU", "compute_capability": None}
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            capability = details.get("compute_capability")
+            return {"kind": "gpu", "name": details.get("device_name", gpus[0].name),
+                    "compute_capability": tuple(capability) if capability else None}
+    elif name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return {"kind": "gpu", "name": torch.cuda.get_device_name(0),
+                    "compute_capability": tuple(torch.cuda.get_device_capability(0))}
+    elif name == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform in ("gpu", "tpu"):
+            capability = getattr(device, "compute_capability", None)
+            if isinstance(capability, str):
+                capability = tuple(int(p) for p in capability.split("."))
+            return {"kind": device.platform, "name": str(device.device_kind),
+                    "compute_capability": capability}
+    import platform
+
+    return {"kind": "cpu", "name": platform.processor() or platform.machine(),
+            "compute_capability": None}
