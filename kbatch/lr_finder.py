@@ -7,6 +7,7 @@ import math
 import keras
 import numpy as np
 
+from kbatch import _backend
 from kbatch import _data
 from kbatch import _optimizer
 from kbatch import suggest
@@ -212,6 +213,9 @@ class LRRangeTest(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.stop_reason is not None:
             return
+        # JAX: bring the step's values (loss count, loss scale) into the
+        # variables; the next step then also reads the LR assigned meanwhile.
+        _backend.sync_variables(self.model)
         self._accumulate(logs or {})
         self._in_group += 1
         if self._in_group < self._group:

@@ -11,38 +11,47 @@ import importlib
 
 import keras
 
-SUPPORTED = ("tensorflow",)
+BACKENDS = ("tensorflow", "jax", "torch")
+# Backends with gradient code for the noise scale (`micro_batch_norms`).
+GRADIENTS = ("tensorflow",)
 
 
-def current():
-    """The module for the active Keras backend.
+def module(name: str | None = None):
+    """The kbatch module of a Keras backend (default: the active one).
 
     Raises:
-        NotImplementedError: for a backend kbatch does not support yet, with
-            what to do instead.
+        NotImplementedError: for a backend kbatch does not know.
     """
-    name = keras.config.backend()
-    if name not in SUPPORTED:
+    name = name or keras.config.backend()
+    if name not in BACKENDS:
         raise NotImplementedError(
-            f"This kbatch feature needs the TensorFlow backend; the active Keras "
-            f"backend is {name!r}. Set KERAS_BACKEND=tensorflow."
+            f"kbatch supports the Keras backends {BACKENDS}; the active backend "
+            f"is {name!r}. Set KERAS_BACKEND to one of them."
         )
     return importlib.import_module(f"kbatch._backend.{name}")
 
 
+def current():
+    """The active backend's module, for the gradient code of the noise scale.
+
+    Raises:
+        NotImplementedError: on a backend without it, saying what to do.
+    """
+    name = keras.config.backend()
+    if name not in GRADIENTS:
+        raise NotImplementedError(
+            "The gradient noise scale (`GradientNoiseScale`, "
+            "`measure_noise_scale`, and `advise`, which uses it) needs the "
+            f"TensorFlow backend; the active Keras backend is {name!r}. Run it "
+            "with KERAS_BACKEND=tensorflow; the range test, LR scaling, "
+            "throughput, memory search and tuner work on every backend."
+        )
+    return module(name)
+
+
 def oom_errors() -> tuple:
     """Exception types that mean "out of memory" on the active backend."""
-    errors = [MemoryError]
-    name = keras.config.backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        errors.append(tf.errors.ResourceExhaustedError)
-    elif name == "torch":
-        import torch
-
-        errors.append(torch.OutOfMemoryError)
-    return tuple(errors)
+    return (MemoryError, *module().oom_errors())
 
 
 def is_oom(error: BaseException) -> bool:
@@ -56,41 +65,24 @@ def is_oom(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
+def sync_variables(model):
+    """Make the model's variables hold the values training is using.
+
+    Call it in a callback before reading or assigning a variable during `fit`.
+    On JAX, `fit` keeps the values in its own state between steps (the
+    variables are emptied) and puts them back only at the end of an epoch; an
+    assignment to a variable made after this call is picked up by the next
+    step. On TensorFlow and PyTorch it does nothing.
+    """
+    module().sync_variables(model)
+
+
 def device_facts() -> dict:
     """The accelerator Keras will run on: `{"kind": "gpu" | "tpu" | "cpu",
-    "name": str, "compute_capability": (major, minor) | None}`.
-
-    Only TensorFlow is asked today; on other backends the answer is "cpu"
-    unless their own device query says otherwise.
-    """
-    name = keras.config.backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        if tf.config.list_logical_devices("TPU"):
-            return {"kind": "tpu", "name": "TPU", "compute_capability": None}
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            capability = details.get("compute_capability")
-            return {"kind": "gpu", "name": details.get("device_name", gpus[0].name),
-                    "compute_capability": tuple(capability) if capability else None}
-    elif name == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return {"kind": "gpu", "name": torch.cuda.get_device_name(0),
-                    "compute_capability": tuple(torch.cuda.get_device_capability(0))}
-    elif name == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform in ("gpu", "tpu"):
-            capability = getattr(device, "compute_capability", None)
-            if isinstance(capability, str):
-                capability = tuple(int(p) for p in capability.split("."))
-            return {"kind": device.platform, "name": str(device.device_kind),
-                    "compute_capability": capability}
+    "name": str, "compute_capability": (major, minor) | None}`."""
+    facts = module().device_facts()
+    if facts is not None:
+        return facts
     import platform
 
     return {"kind": "cpu", "name": platform.processor() or platform.machine(),

@@ -72,3 +72,23 @@ def compiled_micro_batch_norms(model, num_micro_batches):
     if getattr(model, "run_eagerly", False):
         return run
     return tf.function(run, reduce_retracing=True)
+
+
+def oom_errors() -> tuple:
+    return (tf.errors.ResourceExhaustedError,)
+
+
+def sync_variables(model):
+    """Variables are live during `fit`: nothing to do."""
+
+
+def device_facts():
+    if tf.config.list_logical_devices("TPU"):
+        return {"kind": "tpu", "name": "TPU", "compute_capability": None}
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = details.get("compute_capability")
+    return {"kind": "gpu", "name": details.get("device_name", gpus[0].name),
+            "compute_capability": tuple(capability) if capability else None}
