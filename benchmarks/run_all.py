@@ -15,6 +15,7 @@ from benchmarks import bench_lr_quality
 from benchmarks import bench_mixed_precision
 from benchmarks import bench_noise_scale
 from benchmarks import bench_tuner
+from benchmarks import summary
 
 BENCHMARKS = {
     "lr_finder_cost": bench_lr_finder_cost.main,
@@ -34,6 +35,7 @@ def main(argv=None):
     for name in names:
         print(f"== {name}", flush=True)
         BENCHMARKS[name]([])
+    summary.write_readme("README.md")
 
 
 if __name__ == "__main__":

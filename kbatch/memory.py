@@ -106,6 +106,11 @@ class _Trials:
         finally:
             del xb, yb
             self.state.restore()
+        if outcome == "oom":
+            # the error's traceback keeps the failed step's frames (and their
+            # tensors) alive in reference cycles: free them before a retry. A
+            # successful step frees its memory by reference counting; a full
+            # collection there would cost seconds in a large session.
             gc.collect()
         self.log.append({"phase": phase, "batch_size": int(size), "outcome": outcome})
         if self.verbose:

@@ -159,7 +159,7 @@ ENTRY_POINTS = {
     "measure_noise_scale": lambda m, x, y: kbatch.measure_noise_scale(
         m, x, y, batch_size=16, num_steps=3, verbose=0),
     "find_max_batch_size": lambda m, x, y: kbatch.find_max_batch_size(
-        m, x, y, max_batch_size=32, steps_per_trial=1, verbose=0),
+        m, x, y, start=8, max_batch_size=16, steps_per_trial=1, verbose=0),
     "measure_throughput": lambda m, x, y: kbatch.measure_throughput(
         m, x, y, batch_sizes=[8, 16], num_steps=2, warmup_steps=1, verbose=0),
     "lr_scaling_law": lambda m, x, y: kbatch.lr_scaling_law(

@@ -1,0 +1,77 @@
+"""Put the benchmark results into the README (between the `bench:start` and
+`bench:end` markers), with the date and the machine of each run.
+
+    python -m benchmarks.summary            # print the section
+    python -m benchmarks.summary --readme README.md   # and write it in place
+
+`make bench` runs it after the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from benchmarks._common import RESULTS
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+TITLES = {
+    "lr_finder_cost": "Cost of the range test (time per step vs plain training)",
+    "lr_quality": "Quality of the suggested LR",
+    "noise_scale": "Gradient noise scale: overhead and the measured B_simple",
+    "tuner": "Batch size and LR searched together (KerasTuner)",
+    "mixed_precision": "Mixed precision: step time on the device present",
+    "demo": "`make demo`",
+}
+
+
+def _machine(info):
+    device = info.get("device", "?")
+    return (f"{info.get('date', '?')}, {device}, {info.get('cpu_count', '?')} "
+            f"cores, Python {info.get('python', '?')}, Keras {info.get('keras', '?')} "
+            f"({info.get('backend', '?')} {info.get('tensorflow', '')})").replace(
+                " )", ")")
+
+
+def section() -> str:
+    parts = []
+    for name, title in TITLES.items():
+        md = os.path.join(RESULTS, f"{name}.md")
+        js = os.path.join(RESULTS, f"{name}.json")
+        if not (os.path.exists(md) and os.path.exists(js)):
+            continue
+        with open(js, encoding="utf-8") as f:
+            machine = json.load(f).get("machine", {})
+        with open(md, encoding="utf-8") as f:
+            body = f.read().strip()
+        parts.append(f"#### {title}\n\n*Run {_machine(machine)}; "
+                     f"`python -m benchmarks.bench_{name}`.*\n\n{body}\n")
+    return "\n".join(parts)
+
+
+def write_readme(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} has no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{section()}\n{END}{tail}"
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", help="README to update in place")
+    args = parser.parse_args(argv)
+    if args.readme:
+        write_readme(args.readme)
+    else:
+        print(section())
+
+
+if __name__ == "__main__":
+    main()
