@@ -159,6 +159,11 @@ def main(argv=None):
     write_results("tuner", {"tasks": results, "batch_sizes": list(BATCH_SIZES),
                             "search_seeds": list(SEARCH_SEEDS),
                             "retrain_seeds": list(RETRAIN_SEEDS)})
+    write_markdown("tuner", render(results))
+
+
+def render(results) -> str:
+    """The Markdown table and the verdict on the targets, from the results."""
     lines = [
         "Test accuracy of each search's pick, retrained on fresh seeds (mean and "
         "worst of 5 searches); compute in training samples relative to the grid.",
@@ -167,6 +172,7 @@ def main(argv=None):
         "scaled compute | independent compute |",
         "|---|---|---|---|---|---|",
     ]
+    verdicts = []
     for name, r in results.items():
         s = r["summary"]
         lines.append(
@@ -177,7 +183,29 @@ def main(argv=None):
             f"{s['grid']['test_accuracy']:.3f} | "
             f"{s['scaled']['compute_vs_grid']:.0%} | "
             f"{s['independent']['compute_vs_grid']:.0%} |")
-    write_markdown("tuner", "\n".join(lines) + "\n")
+        scaled, independent = s["scaled"], s["independent"]
+        checks = {
+            "matches independent/16": scaled["test_accuracy_mean"]
+            >= independent["test_accuracy_mean"] - 0.002,
+            "reaches the grid": scaled["test_accuracy_mean"]
+            >= s["grid"]["test_accuracy"] - 0.002,
+            "<= 25% of the grid's compute": scaled["compute_vs_grid"] <= 0.25,
+        }
+        verdicts.append(f"{name}: " + ", ".join(
+            f"{what} {'met' if ok else 'NOT met'}" for what, ok in checks.items()))
+    lines += ["", "Targets (within 0.2 points): " + "; ".join(verdicts) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def rerender():
+    """Rewrite results/tuner.md from results/tuner.json (no rerun)."""
+    import json
+
+    from benchmarks._common import RESULTS
+
+    with open(os.path.join(RESULTS, "tuner.json"), encoding="utf-8") as f:
+        write_markdown("tuner", render(json.load(f)["tasks"]))
+
 
 
 if __name__ == "__main__":
