@@ -163,7 +163,9 @@ def test_cpu_auto_policy_is_float32():
 
 @pytest.mark.parametrize("tuner_class, kwargs", [
     (keras_tuner.BayesianOptimization, {"max_trials": 3}),
-    (keras_tuner.Hyperband, {"max_epochs": 3, "factor": 3, "hyperband_iterations": 1}),
+    pytest.param(keras_tuner.Hyperband,
+                 {"max_epochs": 3, "factor": 3, "hyperband_iterations": 1},
+                 marks=pytest.mark.slow),
 ])
 def test_bayesian_and_hyperband_smoke(digits, tmp_path, tuner_class, kwargs):
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(32, 128),
@@ -182,6 +184,7 @@ def test_bayesian_and_hyperband_smoke(digits, tmp_path, tuner_class, kwargs):
             assert t.metrics.get_history("updates")  # trained
 
 
+@pytest.mark.slow
 def test_grid_search_with_lr_steps(digits, tmp_path):
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(32, 64),
                                    learning_rate=(1e-3, 1e-1), lr_steps=3,
