@@ -28,31 +28,39 @@ def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale)
     saved = [tf.identity(v.value) for v in frozen]
     k = num_micro_batches
 
-    def split(t):
-        if t is None:
-            return [None] * k
-        return tf.split(t, k, axis=0)
+    def stack(t):  # (B, ...) -> (k, B / k, ...), keeping the static inner shape
+        inner = [d if d is not None else tf.shape(t)[j + 1]
+                 for j, d in enumerate(t.shape[1:])]
+        return tf.reshape(t, [k, -1, *inner])
 
-    xs = [split(t) for t in keras.tree.flatten(x)]
-    ys = None if y is None else [split(t) for t in keras.tree.flatten(y)]
-    sws = split(sample_weight)
-    total = [tf.zeros_like(v.value, dtype=tf.float32) for v in variables]
-    small = tf.constant(0.0, tf.float32)
-    for i in range(k):
-        xi = keras.tree.pack_sequence_as(x, [parts[i] for parts in xs])
+    xs = [stack(t) for t in keras.tree.flatten(x)]
+    ys = None if y is None else [stack(t) for t in keras.tree.flatten(y)]
+    sws = None if sample_weight is None else stack(sample_weight)
+
+    def body(i, small, total):
+        # one traced forward/backward pass, looped k times (a Python loop
+        # would trace k copies: k times the compile time)
+        xi = keras.tree.pack_sequence_as(x, [t[i] for t in xs])
         yi = None if y is None else keras.tree.pack_sequence_as(
-            y, [parts[i] for parts in ys])
+            y, [t[i] for t in ys])
+        swi = None if sws is None else sws[i]
         with tf.GradientTape() as tape:
             y_pred = model(xi, training=True)
             loss = model.compute_loss(x=xi, y=yi, y_pred=y_pred,
-                                      sample_weight=sws[i], training=True)
+                                      sample_weight=swi, training=True)
             loss = tf.cast(loss, tf.float32) * loss_scale
         grads = tape.gradient(loss, [v.value for v in variables])
         grads = [tf.zeros_like(v.value, dtype=tf.float32) if g is None
                  else tf.cast(g, tf.float32) / loss_scale
                  for g, v in zip(grads, variables)]
-        small += _squared_norm(grads)
-        total = [a + g for a, g in zip(total, grads)]
+        return (i + 1, small + _squared_norm(grads),
+                [a + g for a, g in zip(total, grads)])
+
+    total = [tf.zeros_like(v.value, dtype=tf.float32) for v in variables]
+    _, small, total = tf.while_loop(
+        lambda i, small, total: i < k, body,
+        (tf.constant(0), tf.constant(0.0, tf.float32), total),
+        parallel_iterations=1)
     with tf.control_dependencies([small, *total]):
         for variable, value in zip(frozen, saved):
             variable.assign(value)
