@@ -194,6 +194,20 @@ def find_max_batch_size(
 
     Returns:
         A `MaxBatchSizeResult`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(512, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> result = find_max_batch_size(model, x, y, max_batch_size=256, verbose=0)
+    >>> result.largest_train  # on a CPU with GBs free: the limit, not memory
+    256
+    >>> result.train_batch_size  # with the 5% margin
+    243
     """
     check_compiled_model(model, "find_max_batch_size")
     start = check_int("start", start, minimum=1)

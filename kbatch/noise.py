@@ -111,7 +111,13 @@ class NoiseScaleEMA:
 
 
 def b_simple(g_sq_series, trace_series) -> float:
-    """`tr(Sigma) / |G|^2` from the means of two series of estimates."""
+    """`tr(Sigma) / |G|^2` from the means of two series of estimates.
+
+    Example:
+
+    >>> b_simple([1.0, 3.0], [100.0, 300.0])
+    100.0
+    """
     g_sq = float(np.mean(g_sq_series))
     trace = float(np.mean(trace_series))
     if g_sq <= 0:
@@ -129,6 +135,12 @@ def bootstrap_interval(g_sq_series, trace_series, confidence: float = 0.9,
 
     Returns:
         `(low, high)`; `(nan, nan)` with fewer than two measurements.
+
+    Example:
+
+    >>> low, high = bootstrap_interval([1.0, 1.2, 0.8, 1.1], [50, 60, 40, 55])
+    >>> bool(low <= b_simple([1.0, 1.2, 0.8, 1.1], [50, 60, 40, 55]) <= high)
+    True
     """
     g = np.asarray(g_sq_series, dtype=np.float64)
     t = np.asarray(trace_series, dtype=np.float64)

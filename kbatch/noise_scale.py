@@ -284,6 +284,20 @@ def measure_noise_scale(
 
     Returns:
         A `NoiseScaleResult`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(512, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> result = measure_noise_scale(model, x, y, batch_size=64, num_steps=10,
+    ...                              seed=0, verbose=0)
+    >>> low, high = result.interval  # B_simple with its bootstrap interval
+    >>> bool(result.b_simple > 0 and low <= result.b_simple <= high)
+    True
     """
     check_compiled_model(model, "measure_noise_scale")
     batch_size = check_int("batch_size", batch_size, minimum=2)

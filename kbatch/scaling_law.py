@@ -183,6 +183,21 @@ def lr_scaling_law(
 
     Raises:
         ValueError: when fewer than two batch sizes give a suggestion.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.default_rng(0).random((1024, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> def build_model():
+    ...     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    ...     return model
+    >>> law = lr_scaling_law(build_model, x, y, batch_sizes=[32, 128], num_steps=60,
+    ...                      min_lr=1e-4, max_lr=100.0, verbose=0)
+    >>> law.rule in ("linear", "sqrt", "none")  # the rule nearest the exponent
+    True
     """
     from kbatch.finder import find_lr
 

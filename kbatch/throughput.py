@@ -126,6 +126,19 @@ def measure_throughput(
 
     Returns:
         A `ThroughputResult`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(512, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> result = measure_throughput(model, x, y, batch_sizes=[8, 64, 256],
+    ...                             num_steps=5, verbose=0)
+    >>> result.knee in (8, 64, 256)  # the smallest batch at >= 90% of the best
+    True
     """
     check_compiled_model(model, "measure_throughput")
     sizes = list(batch_sizes) if not isinstance(batch_sizes, int) else [batch_sizes]

@@ -22,6 +22,7 @@ MODULES = [
     "kbatch.scaling_law",
     "kbatch.advisor",
     "kbatch.precision",
+    "kbatch.memory",
 ]
 
 
