@@ -241,6 +241,18 @@ def fit_with_batch_schedule(
     Returns:
         A `keras.callbacks.History` of all epochs, with `batch_size`,
         `learning_rate` and `updates` (optimizer steps) per epoch added.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x, y = np.random.rand(640, 4), np.random.rand(640, 1)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.01), "mse")
+    >>> schedule = BatchSizeSchedule(16, boundaries=[2], factor=4)
+    >>> history = fit_with_batch_schedule(model, x, y, schedule=schedule,
+    ...                                   epochs=3, verbose=0)
+    >>> history.history["batch_size"], history.history["updates"]
+    ([16, 16, 64], [40, 40, 10])
     """
     if not isinstance(schedule, BatchSizeSchedule):
         raise TypeError(

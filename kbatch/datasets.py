@@ -238,7 +238,14 @@ def load_digits(
 
 
 def load(name: str, **kwargs) -> DataSplits:
-    """Load a dataset by name: `"mnist1d"` or `"digits"`."""
+    """Load a dataset by name: `"mnist1d"` or `"digits"`.
+
+    Example:
+
+    >>> data = load("digits")
+    >>> data.num_classes, data.input_shape
+    (10, (64,))
+    """
     loaders = {"mnist1d": load_mnist1d, "digits": load_digits}
     if name not in loaders:
         raise ValueError(

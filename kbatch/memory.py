@@ -33,6 +33,13 @@ class MaxBatchSizeResult:
         trials: `[{"phase", "batch_size", "outcome"}, ...]` in order; outcomes
             are `"ok"` and `"oom"`.
         margin: The safety margin taken off.
+
+    Example:
+
+    >>> result = MaxBatchSizeResult(1000, None, [], margin=0.05,
+    ...                             max_batch_size=8192)
+    >>> result.train_batch_size  # 5% below the largest batch that trained
+    950
     """
 
     def __init__(self, largest_train, largest_eval, trials, margin, max_batch_size):

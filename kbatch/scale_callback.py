@@ -27,6 +27,16 @@ def global_batch_size(model, batch_size=None, per_replica_batch_size=None):
     Returns:
         `(global_batch_size, parts)` where `parts` is a dict with
         `batch_size` (as given to `fit`), `replicas` and `accumulation`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=4),
+    ...               "mse")
+    >>> batch, parts = global_batch_size(model, batch_size=32)
+    >>> batch, parts["accumulation"]  # 4 batches of 32 per update
+    (128, 4)
     """
     if (batch_size is None) == (per_replica_batch_size is None):
         raise ValueError(

@@ -276,7 +276,13 @@ def agree(lrs, losses, suggestions: Mapping[str, float | None]) -> float | None:
 
 
 def interval(suggestions: Mapping[str, float | None]) -> tuple[float, float] | None:
-    """The spread of the suggestions: `(lowest, highest)` suggested LR."""
+    """The spread of the suggestions: `(lowest, highest)` suggested LR.
+
+    Example:
+
+    >>> interval({"steepest": 0.01, "valley": 0.004, "minimum": None})
+    (0.004, 0.01)
+    """
     values = [v for v in suggestions.values() if v is not None and v > 0]
     if not values:
         return None

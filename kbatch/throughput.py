@@ -40,7 +40,14 @@ def throughput_knee(batch_sizes, samples_per_second, fraction: float = 0.9):
 
 
 class ThroughputResult:
-    """Samples per second per batch size, and the knee of the curve."""
+    """Samples per second per batch size, and the knee of the curve.
+
+    Example:
+
+    >>> result = ThroughputResult([16, 64, 256], [1000.0, 3700.0, 4000.0])
+    >>> result.knee, result.best  # 64 reaches >= 90% of the best
+    (64, 4000.0)
+    """
 
     def __init__(self, batch_sizes, samples_per_second, fraction=0.9,
                  out_of_memory=()):

@@ -45,7 +45,17 @@ def resolve_policy(mixed_precision) -> str | None:
 
 
 def divergence_lr(result) -> float | None:
-    """The LR at which a range test's loss climbed back above its start."""
+    """The LR at which a range test's loss climbed back above its start.
+
+    Example:
+
+    >>> import numpy as np, kbatch
+    >>> lrs = np.geomspace(1e-4, 1.0, 50)
+    >>> losses = 1.0 - 0.5 * np.log10(lrs / 1e-4) / 4 + 40 * lrs ** 2
+    >>> result = kbatch.LRFinderResult(lrs, losses)
+    >>> 0.05 < divergence_lr(result) < 0.3  # where the loss is back to 1.0
+    True
+    """
     lrs, trend = result.effective_lrs, result.trend
     finite = np.isfinite(trend)
     if not finite.any():
@@ -190,6 +200,30 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     tuner.search(x, y, validation_data=(x_val, y_val))
     print(kbatch.tuner.summarize(tuner).text())
     ```
+
+    A tiny search that runs in seconds (a fixed LR range, so no range test):
+
+    >>> import keras, keras_tuner, numpy as np, tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((256, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> def build_model(hp):
+    ...     model = keras.Sequential([keras.Input((8,)),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile(keras.optimizers.SGD(), "sparse_categorical_crossentropy",
+    ...                   metrics=["accuracy"])
+    ...     return model
+    >>> hypermodel = BatchLRHyperModel(build_model, batch_sizes=(16, 64),
+    ...                                learning_rate=(0.01, 0.1), epochs=1)
+    >>> tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
+    ...                                  max_trials=2, seed=0,
+    ...                                  directory=tempfile.mkdtemp())
+    >>> tuner.search(x, y, validation_split=0.25, verbose=0)
+    >>> rows = summarize(tuner).rows
+    >>> [row["status"] for row in rows]
+    ['COMPLETED', 'COMPLETED']
+    >>> all(0.01 <= row["learning_rate"] <= 0.1 for row in rows)
+    True
     """
 
     def __init__(
@@ -705,6 +739,9 @@ class SearchSummary:
 
 def summarize(tuner) -> SearchSummary:
     """Summarise a KerasTuner search that used `BatchLRHyperModel`.
+
+    Example: see `BatchLRHyperModel`; then `print(summarize(tuner).text())`
+    and `summarize(tuner).plot("search.png")`.
 
     Returns:
         A `SearchSummary`: `.text()` (a table, best trial marked), `.plot()`
