@@ -52,6 +52,15 @@ class Advice:
             result objects, or dicts for a loaded advice).
         relative_time: Predicted time to a target loss per candidate batch
             size, relative to the best.
+
+    Example:
+
+    >>> import tempfile
+    >>> advice = Advice(128, 0.05, 0, ["batch 128: the throughput knee"])
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = advice.save(folder)  # advice.json, advice.md (and a PNG with matplotlib)
+    >>> Advice.load(folder + "/advice.json").learning_rate
+    0.05
     """
 
     FORMAT = "kbatch.Advice"
@@ -303,6 +312,25 @@ def advise(
     Returns:
         An `Advice`: `.batch_size`, `.learning_rate`, `.warmup_steps`,
         `.reasons`, `.save(directory)`.
+
+    Example (small settings, so that it runs in seconds):
+
+    >>> import keras, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((1024, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> def build_model():
+    ...     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile("sgd", "sparse_categorical_crossentropy")
+    ...     return model
+    >>> advice = advise(build_model, x, y, batch_sizes=[16, 64], train_steps=20,
+    ...                 noise_steps=5, range_test_steps=40, throughput_steps=5,
+    ...                 verbose=0)
+    >>> advice.batch_size in (16, 64) and advice.learning_rate > 0
+    True
+    >>> len(advice.reasons) >= 4  # memory, throughput, noise scale, LR scaling
+    True
     """
     if not callable(build_model):
         raise TypeError("Argument `build_model` must be a function returning a "

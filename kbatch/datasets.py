@@ -28,7 +28,15 @@ _INSTALL_HINT = 'Install it with `pip install "kbatch[examples]"`.'
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Train, validation and test splits as float32 inputs and int32 labels."""
+    """Train, validation and test splits as float32 inputs and int32 labels.
+
+    Example:
+
+    >>> data = load_digits()
+    >>> data.x_train.dtype, data.y_train.dtype, data.num_classes
+    (dtype('float32'), dtype('int32'), 10)
+    >>> x_val, y_val = data.val  # ready for `validation_data=`
+    """
 
     name: str
     x_train: np.ndarray

@@ -19,7 +19,15 @@ from kbatch.lr_finder_result import LRFinderResult
 
 
 class LRFinderWarning(UserWarning):
-    """The range-test curve is unusable or doubtful; the message says the fix."""
+    """The range-test curve is unusable or doubtful; the message says the fix.
+
+    Example: a script that must not go on with a doubtful LR turns it into an
+    error (`warnings.simplefilter("error", LRFinderWarning)`); it is a
+    `UserWarning`, shown once per call site by default.
+
+    >>> issubclass(LRFinderWarning, UserWarning)
+    True
+    """
 
 
 def _check_input_shape(model, x):

@@ -213,6 +213,13 @@ class NoiseScaleResult:
         batch_size, num_micro_batches: The two batch sizes were
             `batch_size // num_micro_batches` and `batch_size`.
         skipped: Measurements dropped as non-finite.
+
+    Example:
+
+    >>> result = NoiseScaleResult([1.0, 1.1, 0.9], [50.0, 60.0, 40.0],
+    ...                           batch_size=64, num_micro_batches=4)
+    >>> round(result.b_simple, 6)  # mean trace / mean |G|^2
+    50.0
     """
 
     FORMAT = "kbatch.NoiseScaleResult"

@@ -39,7 +39,13 @@ PREFERENCES = ("auto", "float16", "bfloat16")
 
 
 class PrecisionWarning(UserWarning):
-    """A model or batch size that loses the speed or accuracy of mixed precision."""
+    """A model or batch size that loses the speed or accuracy of mixed precision.
+
+    Example:
+
+    >>> issubclass(PrecisionWarning, UserWarning)
+    True
+    """
 
 
 def policy_for_device(kind: str, compute_capability=None, prefer: str = "auto",
@@ -55,6 +61,13 @@ def policy_for_device(kind: str, compute_capability=None, prefer: str = "auto",
 
     Returns:
         `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`.
+
+    Example:
+
+    >>> policy_for_device("gpu", (8, 0), prefer="bfloat16")  # e.g. an A100
+    'mixed_bfloat16'
+    >>> policy_for_device("cpu", force=True)
+    'mixed_bfloat16'
     """
     check_choice("kind", kind, ("gpu", "tpu", "cpu"))
     check_choice("prefer", prefer, PREFERENCES)
@@ -78,6 +91,11 @@ def auto_policy(prefer: str = "auto", force: bool = False) -> str:
     `mixed_float16` on NVIDIA GPUs of compute capability >= 7.0,
     `mixed_bfloat16` on TPUs (and on GPUs >= 8.0 with `prefer="bfloat16"`),
     `float32` on CPUs and older GPUs unless `force=True`.
+
+    Example:
+
+    >>> auto_policy() in ("float32", "mixed_float16", "mixed_bfloat16")
+    True
     """
     facts = _backend.device_facts()
     return policy_for_device(facts["kind"], facts["compute_capability"], prefer,
@@ -86,7 +104,13 @@ def auto_policy(prefer: str = "auto", force: bool = False) -> str:
 
 def resolve(mixed_precision) -> str:
     """A user's `mixed_precision=` argument as a policy name: `"auto"` ->
-    `auto_policy()`, `None` -> `"float32"`, a policy name as itself."""
+    `auto_policy()`, `None` -> `"float32"`, a policy name as itself.
+
+    Example:
+
+    >>> resolve(None), resolve("mixed_bfloat16")
+    ('float32', 'mixed_bfloat16')
+    """
     if mixed_precision is None:
         return "float32"
     if mixed_precision == "auto":
@@ -98,7 +122,15 @@ def resolve(mixed_precision) -> str:
 @contextlib.contextmanager
 def dtype_policy(name):
     """Set the global dtype policy inside a `with` block, and put the previous
-    one back afterwards, also after an error. `None` leaves it as it is."""
+    one back afterwards, also after an error. `None` leaves it as it is.
+
+    Example:
+
+    >>> with dtype_policy("mixed_float16"):
+    ...     layer = keras.layers.Dense(8)
+    >>> layer.dtype_policy.name, keras.config.dtype_policy().name
+    ('mixed_float16', 'float32')
+    """
     if isinstance(name, str):
         check_choice("name", name, POLICIES)
     previous = keras.config.dtype_policy()
@@ -139,6 +171,17 @@ def check_model(model, batch_size: int | None = None, *, warn: bool = True) -> l
 
     Returns:
         The list of findings (empty when the model is fine or float32).
+
+    Example:
+
+    >>> with dtype_policy("mixed_float16"):
+    ...     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32),
+    ...                               keras.layers.Dense(10, dtype="float32")])
+    >>> model.compile("sgd", "mse")
+    >>> for finding in check_model(model, batch_size=100, warn=False):
+    ...     print(finding)
+    Under mixed_float16 the batch size should be a multiple of 8;
+    batch_size=100. Try 104.
     """
     layers = list(_all_layers(model))
     policies = {_policy_name(layer) for layer in layers}
@@ -157,6 +200,8 @@ def check_model(model, batch_size: int | None = None, *, warn: bool = True) -> l
     if "mixed_float16" in policies:
         narrow = []
         for layer in layers:
+            if _policy_name(layer) != "mixed_float16":
+                continue  # a float32 layer does not use tensor cores
             width = getattr(layer, "units", None) or getattr(layer, "filters", None)
             if isinstance(width, int) and width % 8:
                 narrow.append(f"{layer.name} ({width})")

@@ -96,6 +96,12 @@ class ScalingLawResult:
         rule: `"linear"`, `"sqrt"` or `"none"`: the rule nearest to `exponent`.
         left_out: `{batch_size: reason}` for the sizes that ran out of memory,
             were not run after one did, or whose curve gave no suggestion.
+
+    Example:
+
+    >>> law = ScalingLawResult([16, 64, 256], [0.01, 0.02, 0.04])
+    >>> round(law.exponent, 3), law.rule  # lr* ~ B**0.5: square-root scaling
+    (0.5, 'sqrt')
     """
 
     def __init__(self, batch_sizes, learning_rates, results=(), left_out=None):

@@ -310,6 +310,14 @@ def diagnose(
 
     Returns:
         A list of human-readable problems; empty when the curve looks sound.
+
+    Example:
+
+    >>> import numpy as np
+    >>> lrs = np.geomspace(1e-5, 1e-3, 30)
+    >>> flat = np.ones(30)
+    >>> print(diagnose(lrs, flat, flat, diverged=False)[0])
+    The smoothed loss never fell ...
     """
     problems = []
     lrs = np.asarray(lrs, dtype=np.float64)

@@ -39,7 +39,13 @@ CACHE_FILE = "kbatch_search_state.json"
 
 
 def resolve_policy(mixed_precision) -> str | None:
-    """`"auto"` -> `kbatch.precision.auto_policy()`; float32 is `None`."""
+    """`"auto"` -> `kbatch.precision.auto_policy()`; float32 is `None`.
+
+    Example:
+
+    >>> resolve_policy("float32") is None, resolve_policy("mixed_bfloat16")
+    (True, 'mixed_bfloat16')
+    """
     policy = precision.resolve(mixed_precision)
     return None if policy == "float32" else policy
 
@@ -616,6 +622,12 @@ class SearchSummary:
             `learning_rate`, `objective`, `train_seconds`,
             `samples_per_second`, `updates`.
         objective: The objective's name; `direction`: `"min"` or `"max"`.
+
+    Example: `summarize(tuner)` makes one from a finished search (see
+    `BatchLRHyperModel`); `.text()` is the table, `.plot(path)` the figure.
+
+    >>> callable(SearchSummary.text) and callable(SearchSummary.pareto_front)
+    True
     """
 
     COLUMNS = ("trial_id", "status", "batch_size", "learning_rate", "objective",
@@ -740,8 +752,27 @@ class SearchSummary:
 def summarize(tuner) -> SearchSummary:
     """Summarise a KerasTuner search that used `BatchLRHyperModel`.
 
-    Example: see `BatchLRHyperModel`; then `print(summarize(tuner).text())`
-    and `summarize(tuner).plot("search.png")`.
+    Example:
+
+    >>> import keras, keras_tuner, numpy as np, tempfile
+    >>> x = np.random.default_rng(1).random((256, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0.5).astype("int32")
+    >>> def build_model(hp):
+    ...     model = keras.Sequential([keras.Input((4,)),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile("sgd", "sparse_categorical_crossentropy",
+    ...                   metrics=["accuracy"])
+    ...     return model
+    >>> tuner = keras_tuner.RandomSearch(
+    ...     BatchLRHyperModel(build_model, batch_sizes=(32,),
+    ...                       learning_rate=(0.05, 0.5), epochs=1),
+    ...     objective="val_accuracy", max_trials=2, seed=1,
+    ...     directory=tempfile.mkdtemp())
+    >>> tuner.search(x, y, validation_split=0.25, verbose=0)
+    >>> summary = summarize(tuner)
+    >>> len(summary.rows), summary.objective, summary.direction
+    (2, 'val_accuracy', 'max')
+    >>> text = summary.text()  # the table; summary.plot("search.png") the figure
 
     Returns:
         A `SearchSummary`: `.text()` (a table, best trial marked), `.plot()`
