@@ -120,9 +120,20 @@ ENTRY_POINTS = {
 }
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def _cases():
+    # the memory and throughput probes under float16 retrace per batch size:
+    # those rows run in `make test-all`
+    for entry in ENTRY_POINTS:
+        for kind in KINDS:
+            for policy in ("float32", "mixed_float16"):
+                slow = policy != "float32" and entry in ("find_max_batch_size",
+                                                         "measure_throughput")
+                yield pytest.param(entry, kind, policy,
+                                   marks=[pytest.mark.slow] if slow else [],
+                                   id=f"{entry}-{kind}-{policy}")
+
+
+@pytest.mark.parametrize("entry, kind, policy", list(_cases()))
 def test_a_fault_mid_run_loses_nothing(entry, kind, policy):
     run, check, step, reported = ENTRY_POINTS[entry]
     model, fault = _prepared_model(kind, step, policy)
