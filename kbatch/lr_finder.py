@@ -7,7 +7,6 @@ import math
 import keras
 import numpy as np
 
-from kbatch import _backend
 from kbatch import _data
 from kbatch import _optimizer
 from kbatch import suggest
@@ -213,9 +212,11 @@ class LRRangeTest(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.stop_reason is not None:
             return
-        # JAX: bring the step's values (loss count, loss scale) into the
-        # variables; the next step then also reads the LR assigned meanwhile.
-        _backend.sync_variables(self.model)
+        # On JAX, `fit` keeps variable values in its own state during an epoch;
+        # reading `self.model` makes Keras put them back (the loss count and
+        # loss scale read below), and the next step then reads the LR assigned
+        # meanwhile. Elsewhere it is a plain attribute.
+        _ = self.model
         self._accumulate(logs or {})
         self._in_group += 1
         if self._in_group < self._group:

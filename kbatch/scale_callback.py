@@ -6,7 +6,6 @@ import warnings
 
 import keras
 
-from kbatch import _backend
 from kbatch import _optimizer
 from kbatch import scaling
 from kbatch._validate import check_int
@@ -210,7 +209,6 @@ class ScaleLearningRate(keras.callbacks.Callback):
         if self._expected_samples is None:
             return
         expected, self._expected_samples = self._expected_samples, None
-        _backend.sync_variables(self.model)
         for metric in getattr(self.model, "metrics", []):
             if metric.name == "loss" and hasattr(metric, "count"):
                 seen = float(metric.count.numpy())

@@ -65,18 +65,6 @@ def is_oom(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
-def sync_variables(model):
-    """Make the model's variables hold the values training is using.
-
-    Call it in a callback before reading or assigning a variable during `fit`.
-    On JAX, `fit` keeps the values in its own state between steps (the
-    variables are emptied) and puts them back only at the end of an epoch; an
-    assignment to a variable made after this call is picked up by the next
-    step. On TensorFlow and PyTorch it does nothing.
-    """
-    module().sync_variables(model)
-
-
 def device_facts() -> dict:
     """The accelerator Keras will run on: `{"kind": "gpu" | "tpu" | "cpu",
     "name": str, "compute_capability": (major, minor) | None}`."""

@@ -1,9 +1,9 @@
-"""JAX: state sync during `fit`, out-of-memory types, device facts.
+"""JAX: out-of-memory types and device facts.
 
-During `fit` the JAX trainer keeps every variable's value in its own state and
-empties the variables; a callback that reads or assigns one must first call
-`model.jax_state_sync()`, after which the next step reads the state back from
-the variables (so an assigned learning rate takes effect at that step).
+(During `fit` the JAX trainer keeps variable values in its own state; Keras'
+`Callback.model` puts them back into the variables when a callback reads it,
+and the next step then reads assigned values such as a learning rate. kbatch's
+callbacks rely on that, so nothing JAX-specific is needed here for it.)
 """
 
 from __future__ import annotations
@@ -11,12 +11,6 @@ from __future__ import annotations
 
 def oom_errors() -> tuple:
     return ()  # XLA's out-of-memory is a runtime error: see `is_oom`
-
-
-def sync_variables(model):
-    sync = getattr(model, "jax_state_sync", None)
-    if sync is not None:
-        sync()
 
 
 def device_facts():

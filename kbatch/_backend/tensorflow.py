@@ -86,10 +86,6 @@ def oom_errors() -> tuple:
     return (tf.errors.ResourceExhaustedError,)
 
 
-def sync_variables(model):
-    """Variables are live during `fit`: nothing to do."""
-
-
 def device_facts():
     if tf.config.list_logical_devices("TPU"):
         return {"kind": "tpu", "name": "TPU", "compute_capability": None}

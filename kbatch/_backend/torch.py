@@ -1,5 +1,4 @@
-"""PyTorch: out-of-memory types and device facts (variables are live during
-`fit`, so there is nothing to sync)."""
+"""PyTorch: out-of-memory types and device facts."""
 
 from __future__ import annotations
 
@@ -8,10 +7,6 @@ def oom_errors() -> tuple:
     import torch
 
     return (torch.OutOfMemoryError,)
-
-
-def sync_variables(model):
-    """Variables are live during `fit`: nothing to do."""
 
 
 def device_facts():
