@@ -143,12 +143,17 @@ def _minimum_index(losses):
     return int(np.argmin(losses)) if losses.size else 0
 
 
+STEEPEST_DECADES = 3.0
+
+
 def steepest(lrs, losses) -> float | None:
     """LR where the loss falls fastest against log LR.
 
     The slope is taken against `log(lr)`, the axis the sweep is uniform on
     (taking it against the raw LR, as some finders do, biases the answer towards
-    large LRs). Only the part of the curve before its minimum is searched.
+    large LRs). Only the part of the curve before its minimum, and at most
+    `STEEPEST_DECADES` (3) decades below it, is searched: a noisy curve can
+    have a steeper wiggle far below the descent that leads to the minimum.
 
     Example:
 
@@ -162,6 +167,10 @@ def steepest(lrs, losses) -> float | None:
     if end < 3:
         return None
     slope = np.gradient(losses[:end], np.log(lrs[:end]))
+    # Only the descent that leads to the minimum: on a noisy curve (small
+    # batches, little data) a wiggle decades below it can otherwise be steeper.
+    far = lrs[:end] < lrs[end - 1] / 10.0**STEEPEST_DECADES
+    slope[far] = np.inf
     best = int(np.argmin(slope))
     if slope[best] >= 0:
         return None

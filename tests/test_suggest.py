@@ -195,3 +195,39 @@ def test_diagnose_flags_a_noisy_curve():
     clean = np.concatenate([np.linspace(4.0, 3.9, 60), [9.0]])
     assert not any("noisy" in p for p in _diagnose(clean, diverged=True,
                                                    smoothing=0.9))
+
+
+def test_steepest_ignores_a_wiggle_decades_below_the_descent():
+    # a flat, noisy start (a small batch on little data) with one sharp dip at
+    # 1e-6, then the real descent around 1e-2 and the minimum at 3e-2
+    lrs = np.logspace(-7, 0, 141)
+    descent = 0.2 * (1 + np.tanh(3 * (np.log10(lrs) + 2)))
+    losses = 2.3 - descent + 40 * (lrs > 0.03) * lrs
+    dip = int(np.argmin(np.abs(lrs - 1e-6)))
+    losses[dip] -= 0.3
+    suggested = suggest.steepest(lrs, losses)
+    assert 3e-3 < suggested < 3e-2
+    # without the window, the dip would win: it is the steepest point overall
+    end = int(np.argmin(losses)) + 1
+    slope = np.gradient(losses[:end], np.log(lrs[:end]))
+    assert lrs[int(np.argmin(slope))] < 2e-6
+
+
+def test_auto_is_not_thrown_off_by_a_noisy_small_batch_range_test():
+    # the case that motivated the window: batch 16 on 1,440 MNIST-1D signals,
+    # where the loss falls by less than its noise before it diverges; `auto`
+    # was 1.4e-4 (steepest at 6e-7), a hundred times below the useful range
+    import keras
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+
+    data = datasets.load_mnist1d(num_samples=2000)
+    keras.utils.set_random_seed(0)
+    model = models.build_mlp(data.input_shape, data.num_classes,
+                             optimizer="momentum", learning_rate=0.01)
+    result = kbatch.find_lr(model, *data.train, batch_size=16, seed=0, verbose=0)
+    lowest = result.effective_lrs[int(np.nanargmin(result.trend))]
+    assert lowest / 10**suggest.STEEPEST_DECADES <= result.suggestion("steepest")
+    assert 3e-3 < result.suggestion() < lowest
