@@ -15,6 +15,7 @@ from benchmarks import bench_lr_quality
 from benchmarks import bench_mixed_precision
 from benchmarks import bench_noise_scale
 from benchmarks import bench_tuner
+from benchmarks import bench_tuner_landscape
 from benchmarks import summary
 
 BENCHMARKS = {
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "mixed_precision": bench_mixed_precision.main,
     "lr_quality": bench_lr_quality.main,
     "tuner": bench_tuner.main,
+    "tuner_landscape": bench_tuner_landscape.main,
 }
 
 

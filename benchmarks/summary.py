@@ -21,6 +21,7 @@ TITLES = {
     "lr_quality": "Quality of the suggested LR",
     "noise_scale": "Gradient noise scale: overhead and the measured B_simple",
     "tuner": "Batch size and LR searched together (KerasTuner)",
+    "tuner_landscape": "Searches replayed on the measured batch x LR landscape",
     "mixed_precision": "Mixed precision: step time on the device present",
     "demo": "`make demo`",
 }
