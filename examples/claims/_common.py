@@ -98,7 +98,12 @@ def mlp(data, optimizer="momentum", learning_rate=0.01, hidden=(128, 128),
 def stats(values) -> dict:
     """Mean, standard deviation (ddof=1) and the values, as floats."""
     values = [float(v) for v in values]
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    if len(values) < 2:
+        std = 0.0
+    elif all(np.isfinite(values)):
+        std = float(np.std(values, ddof=1))
+    else:  # a run that never reached a target (inf): no spread to report
+        std = float("inf")
     return {"mean": float(np.mean(values)), "std": std, "values": values}
 
 
