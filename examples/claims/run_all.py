@@ -63,8 +63,9 @@ def render(results_dir=None, images="images/claims") -> str:
         "The articles kbatch grew from (listed at the end) give advice about batch "
         "sizes and learning rates. Some of it is sound, some contradicts other "
         "articles, some is wrong. Each claim below was turned into a small "
-        "experiment you can rerun on a CPU in minutes (MNIST-1D or digits, no "
-        "download), with several seeds (mean ± standard deviation). The verdict "
+        "experiment you can rerun on a CPU (MNIST-1D or digits, no download; "
+        "a few minutes each, the generalization one about half an hour), with "
+        "several seeds (mean ± standard deviation). The verdict "
         "is computed from the measured numbers by the script's `verdicts()`, "
         "and the figures are drawn by the scripts.",
         "",
