@@ -54,14 +54,16 @@ def landscape(data, build, epochs, lr_range):
     return cells
 
 
-def scaled_lr_function(data, build, epochs, multiplier_range):
-    """The hypermodel's own LR for (batch size, multiplier)."""
+def scaled_lr_function(data, build, epochs, multiplier_range, anchors=None):
+    """The hypermodel's own LR for (batch size, multiplier); `anchors` from an
+    earlier call skip its range tests (they do not depend on the range)."""
     import keras_tuner
 
     from kbatch.tuner import BatchLRHyperModel
 
     hypermodel = BatchLRHyperModel(lambda hp: build(), batch_sizes=BATCH_SIZES,
                                    epochs=epochs, multiplier_range=multiplier_range)
+    hypermodel.anchors = anchors
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
 
@@ -121,14 +123,15 @@ def run_task(name, searches):
     def log_uniform(low, high):
         return math.exp(rng.uniform(math.log(low), math.log(high)))
 
-    out = {"cells": cells, "grid": grid, "searches": searches, "replays": {}}
+    out = {"cells": cells, "grid": grid, "searches": searches, "replays": {},
+           "anchors": None}
     for label, window, sizes in (
         ("scaled x(0.25, 4)", (0.25, 4.0), BATCH_SIZES),
         ("scaled x(0.5, 2)", (0.5, 2.0), BATCH_SIZES),
         ("scaled x(0.25, 4), batch <= 64", (0.25, 4.0), BATCH_SIZES[:3]),
     ):
-        lr_of, anchors = scaled_lr_function(data, build, epochs, window)
-        out["anchors"] = anchors
+        lr_of, out["anchors"] = scaled_lr_function(data, build, epochs, window,
+                                                   out["anchors"])
 
         def draw(lr_of=lr_of, window=window, sizes=sizes):
             batch_size = sizes[rng.integers(len(sizes))]

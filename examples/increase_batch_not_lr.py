@@ -81,6 +81,23 @@ def run_one(data, kind, schedule, epochs, base_lr, seed):
     }
 
 
+def plot(curves, path):
+    """`curves`: {kind: (test accuracy per epoch, cumulative updates per epoch)}."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for kind, (accuracy, updates) in curves.items():
+        ax1.plot(np.arange(1, len(accuracy) + 1), accuracy, label=kind)
+        ax2.plot(updates, accuracy, label=kind)
+    ax1.set(xlabel="epoch", ylabel="test accuracy")
+    ax2.set(xlabel="parameter updates")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    ax2.legend()
+    fig.suptitle("Increase the batch size instead of decaying the LR (MNIST-1D MLP)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -119,20 +136,9 @@ def main():
                          "accuracy_std": float(np.std(final)), "updates": updates}
         print(f"{kind:>15}  {np.mean(final):.3f} +- {np.std(final):.3f}  {updates:8d}")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for kind, runs in results.items():
-        acc = np.mean([r["test_accuracy"] for r in runs], axis=0)
-        ax1.plot(np.arange(1, len(acc) + 1), acc, label=kind)
-        ax2.plot(np.cumsum(runs[0]["updates"]), acc, label=kind)
-    ax1.set(xlabel="epoch", ylabel="test accuracy")
-    ax2.set(xlabel="parameter updates")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    ax2.legend()
-    fig.suptitle("Increase the batch size instead of decaying the LR (MNIST-1D MLP)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "increase_batch_not_lr.png"), dpi=110)
-    plt.close(fig)
+    plot({kind: (np.mean([r["test_accuracy"] for r in runs], axis=0),
+                 np.cumsum(runs[0]["updates"])) for kind, runs in results.items()},
+         os.path.join(args.out, "increase_batch_not_lr.png"))
     with open(os.path.join(args.out, "increase_batch_not_lr.json"), "w") as f:
         json.dump({"base_learning_rate": base_lr, "schedule": schedule.get_config(),
                    "epochs": args.epochs, "summary": summary, "runs": results}, f,

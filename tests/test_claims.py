@@ -82,15 +82,9 @@ def _memory(intercept, slope, noise):
     for b in sizes:
         mean = intercept + slope * b
         growth[str(b)] = _stats(mean + noise, mean - noise, mean)
-    import numpy as np
-
-    x = np.repeat(sizes, 3).astype(float)
-    y = np.concatenate([growth[str(b)]["values"] for b in sizes])
-    fit_slope, fit_intercept = np.polyfit(x, y, 1)
-    r2 = 1 - (y - fit_intercept - fit_slope * x).var() / y.var()
     return {"batch_sizes": sizes, "growth_mib": growth,
-            "fit": {"slope_mib_per_sample": fit_slope, "intercept_mib": fit_intercept,
-                    "r2": r2}, "activations_mib_per_sample": slope}
+            "fit": _module("memory").fit_affine(sizes, growth),
+            "activations_mib_per_sample": slope}
 
 
 def test_memory_verdict_separates_proportional_affine_and_noise():

@@ -130,6 +130,15 @@ def machine() -> dict:
             "dtype_policy": keras.config.dtype_policy().name}
 
 
+def save_figure(fig, path):
+    """Lay out, write (100 dpi) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def execute(module, args) -> dict:
     """Run `module`'s experiment, write its JSON and figure, print its verdicts."""
     import matplotlib

@@ -147,9 +147,7 @@ def plot(results, path):
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Gradient accumulation vs a larger batch (MNIST-1D MLP, SGD+momentum)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -73,14 +73,10 @@ def run(args):
     return results
 
 
-def _trend(rows, sizes):
-    """+1 if the distance grows with the batch size, -1 if it falls, 0 if mixed."""
+def _grows(rows, sizes):
+    """Whether the distance grows with every step up in batch size."""
     means = [rows[str(b)]["distance"]["mean"] for b in sizes]
-    if all(b > a for a, b in itertools.pairwise(means)):
-        return 1
-    if all(b < a for a, b in itertools.pairwise(means)):
-        return -1
-    return 0
+    return all(b > a for a, b in itertools.pairwise(means))
 
 
 def verdicts(results):
@@ -98,7 +94,7 @@ def verdicts(results):
     scaled_row = ", ".join(f"{b}: {scaled[str(b)]['distance']['mean']:.1f}"
                            for b in sizes)
     measured += f" With the scaled LR, by batch size: {scaled_row}."
-    if _trend(same, sizes) == 1:
+    if _grows(same, sizes):
         return {"larger-batches-move-farther": (c.HOLDS, measured)}
     ratio = scaled[large]["distance"]["mean"] / scaled[small]["distance"]["mean"]
     healthy = (scaled[large]["test_accuracy"]["mean"]
@@ -131,9 +127,7 @@ def plot(results, path):
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -162,9 +162,7 @@ def plot(results, path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("Generalization vs batch size, best LR per batch (MNIST-1D MLP)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -85,22 +85,8 @@ def verdicts(results):
 
 
 def plot(results, path):
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for name, v in results["kinds"].items():
-        ax1.plot(np.arange(1, len(v["curve"]) + 1), v["curve"], label=name)
-        ax2.plot(v["cumulative_updates"], v["curve"], label=name)
-    ax1.set(xlabel="epoch", ylabel="test accuracy")
-    ax2.set(xlabel="parameter updates")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-    ax2.legend()
-    fig.suptitle("Increase the batch size instead of decaying the LR (MNIST-1D MLP)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _example().plot({name: (v["curve"], v["cumulative_updates"])
+                     for name, v in results["kinds"].items()}, path)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,7 @@ def plot(results, path):
                title=task)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

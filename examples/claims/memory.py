@@ -65,26 +65,30 @@ def probe(batch, seed):
 
 
 def run(args):
-    import numpy as np
 
     sizes = (256, 1024, 4096) if args.quick else (256, 1024, 2048, 4096, 8192, 16384)
     growth = {str(b): c.stats([probe(b, s) for s in range(args.seeds)])
               for b in sizes}
     for b in sizes:
         print(b, c.pm(growth[str(b)], 1), "MiB", flush=True)
-    x = np.repeat(sizes, args.seeds).astype(float)
-    y = np.concatenate([growth[str(b)]["values"] for b in sizes])
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = y - (intercept + slope * x)
-    r2 = 1 - residual.var() / y.var()
+    fit = fit_affine(sizes, growth)
     # what the activations alone need: every layer's output and its gradient,
     # float32, per sample (the ReLU outputs of 3 layers of WIDTH, plus the head)
     per_sample = 2 * (3 * WIDTH + 10) * 4 / 2**20
     return {"batch_sizes": list(sizes), "width": WIDTH, "growth_mib": growth,
-            "fit": {"slope_mib_per_sample": float(slope),
-                    "intercept_mib": float(intercept), "r2": float(r2)},
-            "activations_mib_per_sample": per_sample,
-            "largest_relative_residual": float(np.max(np.abs(residual)) / y.max())}
+            "fit": fit, "activations_mib_per_sample": per_sample}
+
+
+def fit_affine(sizes, growth):
+    """Least-squares `intercept + slope * batch` over every measurement, R²."""
+    import numpy as np
+
+    x = np.repeat(sizes, len(growth[str(sizes[0])]["values"])).astype(float)
+    y = np.concatenate([growth[str(b)]["values"] for b in sizes])
+    slope, intercept = np.polyfit(x, y, 1)
+    r2 = 1 - (y - intercept - slope * x).var() / y.var()
+    return {"slope_mib_per_sample": float(slope), "intercept_mib": float(intercept),
+            "r2": float(r2)}
 
 
 def verdicts(results):
@@ -126,9 +130,7 @@ def plot(results, path):
            f"size (MLP 3x{results['width']}, Adam, CPU)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

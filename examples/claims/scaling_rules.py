@@ -134,9 +134,7 @@ def plot(results, path):
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":

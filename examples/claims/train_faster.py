@@ -142,9 +142,7 @@ def plot(results, path):
     ax2.legend()
     fig.suptitle("Time to a target accuracy (MNIST-1D MLP, LR from a range test "
                  "at each batch size)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    c.save_figure(fig, path)
 
 
 if __name__ == "__main__":
