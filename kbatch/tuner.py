@@ -495,15 +495,23 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         sizes = sorted({self.base_batch_size, self.batch_sizes[0],
                         self.batch_sizes[-1]})
         base_lr, edges = None, {}
-        for size in sizes:
-            keras.utils.set_random_seed(0)
-            with dtype_policy(self.policy):
-                model = self.build_model(hp)
-            result = find_lr(model, x, y, batch_size=size, seed=0, verbose=0)
-            edges[size] = divergence_lr(result)
-            if size == self.base_batch_size:
-                base_lr = result.suggestion()
-            del model
+        # The range tests start from seed 0, so the anchors do not depend on the
+        # search; the trials after them go on from a seed drawn from the random
+        # state before them (not from seed 0, which would make every search
+        # train the same way from here on).
+        resume_seed = int(np.random.randint(0, 2**31 - 1))
+        try:
+            for size in sizes:
+                keras.utils.set_random_seed(0)
+                with dtype_policy(self.policy):
+                    model = self.build_model(hp)
+                result = find_lr(model, x, y, batch_size=size, seed=0, verbose=0)
+                edges[size] = divergence_lr(result)
+                if size == self.base_batch_size:
+                    base_lr = result.suggestion()
+                del model
+        finally:
+            keras.utils.set_random_seed(resume_seed)
         self.anchors = {"base_lr": base_lr, "base_batch_size": self.base_batch_size,
                         "edges": edges}
         self._save_state()

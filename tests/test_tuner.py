@@ -98,6 +98,25 @@ def test_resumed_search_reuses_the_cached_range_tests(digits, tmp_path, monkeypa
     assert len(ids) == 4 and len(set(ids)) == 4
 
 
+def test_range_tests_do_not_reset_the_searchs_random_state(digits):
+    """After the range tests (seeded 0) the trials go on from the search's own
+    random state: searches seeded differently must not train identically."""
+    import numpy as np
+
+    def after_range_tests(seed):
+        keras.utils.set_random_seed(seed)
+        hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
+        hypermodel._ensure_anchors(keras_tuner.HyperParameters(), digits.x_train,
+                                   digits.y_train)
+        return (float(np.random.random()),
+                float(keras.random.uniform((), seed=None)), hypermodel.anchors)
+
+    a, b, c = after_range_tests(1), after_range_tests(2), after_range_tests(1)
+    assert a[0] != b[0] and a[1] != b[1]  # not both back at seed 0
+    assert a[:2] == c[:2]  # but reproducible from the search's seed
+    assert a[2]["base_lr"] == b[2]["base_lr"]  # the anchors do not depend on it
+
+
 class _OutOfMemoryAbove(keras.layers.Layer):
     def __init__(self, limit, **kwargs):
         super().__init__(**kwargs)
