@@ -9,6 +9,11 @@ size and LR, and the Pareto front of accuracy vs training time) and retrains
 the best configuration.
 
     python examples/tune_batch_and_lr.py [--trials 8] [--epochs 10] [--out DIR]
+        [--tuner random|pattern]
+
+`--tuner pattern` runs kbatch's `PatternSearch` instead of KerasTuner's
+`RandomSearch`: a sweep over the batch size, then LR and batch-size steps
+around the best trial.
 
 The same search runs on several machines with KerasTuner's chief/worker mode:
 start this script once with KERASTUNER_TUNER_ID=chief and once per worker with
@@ -32,6 +37,7 @@ matplotlib.use("Agg")
 import kbatch
 from kbatch import datasets
 from kbatch.tuner import BatchLRHyperModel
+from kbatch.tuner import PatternSearch
 from kbatch.tuner import summarize
 
 
@@ -40,6 +46,7 @@ def main():
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", default="kbatch-examples/tune_batch_and_lr")
+    parser.add_argument("--tuner", choices=("random", "pattern"), default="random")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     data = datasets.load_mnist1d()
@@ -52,10 +59,13 @@ def main():
 
     hypermodel = BatchLRHyperModel(build_model, epochs=args.epochs,
                                    target=("val_accuracy", 0.85))
-    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
-                                     max_trials=args.trials,
-                                     directory=os.path.join(args.out, "search"),
-                                     project_name="mnist1d_cnn", seed=1)
+    if args.tuner == "pattern":
+        tuner_class, project = PatternSearch, "mnist1d_cnn_pattern"
+    else:
+        tuner_class, project = keras_tuner.RandomSearch, "mnist1d_cnn"
+    tuner = tuner_class(hypermodel, objective="val_accuracy", max_trials=args.trials,
+                        directory=os.path.join(args.out, "search"),
+                        project_name=project, seed=1)
     tuner.search(*data.train, validation_data=data.val, verbose=1)
 
     summary = summarize(tuner)

@@ -18,7 +18,8 @@ Public API (everything else is private):
   `kbatch.lr_scaling_law`, `kbatch.advise`: memory, speed, LR scaling, and one
   recommendation from them.
 - `kbatch.tuner.BatchLRHyperModel`, `kbatch.tuner.summarize`: search batch
-  size and learning rate together with KerasTuner.
+  size and learning rate together with KerasTuner; `kbatch.tuner.PatternSearch`
+  (`PatternSearchOracle`): a sequential search made for them.
 - `kbatch.precision`: the mixed-precision policy for this device, a context
   manager that sets one, and `check_model` for the usual mistakes.
 - `kbatch.suggest`: the suggestion rules as pure functions.

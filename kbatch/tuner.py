@@ -6,7 +6,8 @@ trials: the good LR moves with the batch size. `BatchLRHyperModel` searches the
 LR as a multiplier around the rate scaled to each batch size, from one LR range
 test, and keeps every trial below the edge of stability measured by the range
 tests. It runs on KerasTuner's own tuners (`RandomSearch`,
-`BayesianOptimization`, `Hyperband`, `GridSearch`) and distributed engine.
+`BayesianOptimization`, `Hyperband`, `GridSearch`) and distributed engine, and
+on `PatternSearch`, a sequential search made for it (one axis at a time).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from kbatch import scaling
 from kbatch._validate import check_choice
 from kbatch._validate import check_int
 from kbatch._validate import check_number
+from kbatch.pattern_search import PatternSearch  # noqa: F401 (public here)
+from kbatch.pattern_search import PatternSearchOracle  # noqa: F401
 from kbatch.precision import dtype_policy
 from kbatch.scale_callback import global_batch_size
 from kbatch.schedules import LinearWarmup

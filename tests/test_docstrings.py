@@ -25,6 +25,7 @@ MODULES = [
     "kbatch.memory",
     "kbatch.models",
     "kbatch.tuner",
+    "kbatch.pattern_search",
 ]
 
 
