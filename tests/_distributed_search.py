@@ -2,7 +2,8 @@
 
 KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT say which
 role this process plays; argv[1] is the search directory, argv[2] a directory
-for "trial started" markers.
+for "trial started" markers, argv[3] the tuner: "random" (KerasTuner's
+RandomSearch) or "pattern" (kbatch's PatternSearch).
 """
 
 import os
@@ -16,8 +17,9 @@ import keras_tuner
 
 import kbatch
 from kbatch.tuner import BatchLRHyperModel
+from kbatch.tuner import PatternSearch
 
-directory, markers = sys.argv[1], sys.argv[2]
+directory, markers, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 tuner_id = os.environ["KERASTUNER_TUNER_ID"]
 data = kbatch.datasets.load_digits()
 
@@ -39,8 +41,8 @@ def build(hp):
 
 hypermodel = BatchLRHyperModel(build, batch_sizes=(16, 32, 64),
                                learning_rate=(0.01, 0.1), epochs=6)
-tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
-                                 max_trials=6, directory=directory,
-                                 project_name="dist", seed=11)
+tuner_class = PatternSearch if kind == "pattern" else keras_tuner.RandomSearch
+tuner = tuner_class(hypermodel, objective="val_accuracy", max_trials=6,
+                    directory=directory, project_name="dist", seed=11)
 tuner.search(data.x_train, data.y_train, validation_data=data.val,
              callbacks=[Marker()], verbose=0)

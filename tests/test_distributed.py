@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).with_name("_distributed_search.py")
 
 
@@ -18,12 +20,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(role, port, directory, markers):
+def _start(role, port, directory, markers, kind):
     env = {**os.environ, "KERASTUNER_TUNER_ID": role,
            "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port),
            "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.Popen([sys.executable, str(SCRIPT), str(directory),
-                             str(markers)], env=env, stdout=subprocess.PIPE,
+                             str(markers), kind], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -36,15 +38,16 @@ def _wait_for(predicate, timeout):
     return False
 
 
+@pytest.mark.parametrize("kind", ["random", "pattern"])
 def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker(
-        tmp_path):
+        tmp_path, kind):
     port = _free_port()
     markers = tmp_path / "markers"
     markers.mkdir()
-    procs = {"chief": _start("chief", port, tmp_path, markers)}
+    procs = {"chief": _start("chief", port, tmp_path, markers, kind)}
     time.sleep(2)
-    procs["tuner0"] = _start("tuner0", port, tmp_path, markers)
-    procs["tuner1"] = _start("tuner1", port, tmp_path, markers)
+    procs["tuner0"] = _start("tuner0", port, tmp_path, markers, kind)
+    procs["tuner1"] = _start("tuner1", port, tmp_path, markers, kind)
     try:
         # Kill tuner1 in the middle of its first trial, then restart it: a
         # restarted worker gets its unfinished trial back from the chief.
@@ -53,7 +56,7 @@ def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker
         time.sleep(0.5)
         procs["tuner1"].send_signal(signal.SIGKILL)
         procs["tuner1"].wait(30)
-        procs["tuner1"] = _start("tuner1", port, tmp_path, markers)
+        procs["tuner1"] = _start("tuner1", port, tmp_path, markers, kind)
         assert procs["chief"].wait(420) == 0, procs["chief"].stdout.read()[-3000:]
         for role in ("tuner0", "tuner1"):
             assert procs[role].wait(120) == 0, procs[role].stdout.read()[-3000:]
@@ -66,6 +69,9 @@ def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker
     ids = [t["trial_id"] for t in trials]
     assert len(ids) == 6 and len(set(ids)) == 6  # every planned trial, none twice
     assert all(t["status"] == "COMPLETED" for t in trials)
+    values = [t["hyperparameters"]["values"] for t in trials]
+    pairs = {(v["batch_size"], round(v["lr_multiplier"], 9)) for v in values}
+    assert len(pairs) == 6  # no two workers were handed the same point
     workers = {m.name.split("-")[0] for m in markers.iterdir()}
     assert workers == {"tuner0", "tuner1"}  # both workers trained
     # tuner1 started once before the kill and again after it, on the same trial
