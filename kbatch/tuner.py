@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 import warnings
 
@@ -502,7 +503,7 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         # search; the trials after them go on from a seed drawn from the random
         # state before them (not from seed 0, which would make every search
         # train the same way from here on).
-        resume_seed = int(np.random.randint(0, 2**31 - 1))
+        resume_seed = random.randrange(2**31 - 1)
         try:
             for size in sizes:
                 keras.utils.set_random_seed(0)
