@@ -19,7 +19,9 @@ reloads the trials) continues where it stopped, and on KerasTuner's
 chief/worker engine several workers get distinct trials: a worker that asks
 while the poll points are all running gets the next untried one, or a random
 one. Other hyperparameters of your model take random values in the batch sweep
-and the best trial's values afterwards.
+and the best trial's values afterwards. A trial that failed for lack of memory
+(`BatchLRHyperModel` says "Out of memory at batch size ...") rules out its
+batch size and every larger one; other failures rule out only their point.
 """
 
 from __future__ import annotations
@@ -142,9 +144,10 @@ class PatternSearchOracle(keras_tuner.Oracle):
         sizes = sorted(batch_hp.values) if batch_hp is not None else [None]
         trials = list(self.trials.values())
         failed = [t.hyperparameters.values.get("batch_size") for t in trials
-                  if t.status == _FAILED and batch_hp is not None]
+                  if t.status == _FAILED and batch_hp is not None
+                  and "out of memory" in (t.message or "").lower()]
         failed = [b for b in failed if b is not None and b > sizes[0]]
-        if failed:  # e.g. out of memory: stay below the smallest that failed
+        if failed:  # stay below the smallest batch size that ran out of memory
             sizes = [b for b in sizes if b < min(failed)]
         if lr_hp is not None:
             centre = self._snap(lr_hp, self._centre(lr_hp))

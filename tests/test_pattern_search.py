@@ -28,18 +28,21 @@ def _space(lr_name="lr_multiplier", low=0.25, high=4.0, step=None, units=False):
 
 
 class _Synthetic(PatternSearch):
-    """Scores a trial by its distance (in log2) to (best_batch, best_lr)."""
+    """Scores a trial by its distance (in log2) to (best_batch, best_lr); fails
+    the trials at batch sizes >= `fail_from` (or == `-fail_from`)."""
 
     def __init__(self, best_batch, best_lr, lr_name="lr_multiplier",
-                 fail_from=None, **kwargs):
+                 fail_from=None, failure="Out of memory at batch size", **kwargs):
         self.best_batch, self.best_lr = best_batch, best_lr
-        self.lr_name, self.fail_from = lr_name, fail_from
+        self.lr_name, self.fail_from, self.failure = lr_name, fail_from, failure
         super().__init__(objective=keras_tuner.Objective("score", "max"), **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
         values = trial.hyperparameters.values
-        if self.fail_from and values["batch_size"] >= self.fail_from:
-            raise keras_tuner.errors.FailedTrialError("simulated out of memory")
+        fails = (values["batch_size"] >= self.fail_from if self.fail_from > 0
+                 else values["batch_size"] == -self.fail_from) if self.fail_from else 0
+        if fails:
+            raise keras_tuner.errors.FailedTrialError(self.failure)
         return {"score": -math.log2(values["batch_size"] / self.best_batch) ** 2
                 - math.log2(values[self.lr_name] / self.best_lr) ** 2}
 
@@ -108,9 +111,22 @@ def test_failed_batch_sizes_and_larger_are_not_proposed_again(tmp_path):
     # the sweep's largest fails; the sweep moves to the largest size left (256),
     # which fails too; then nothing >= 256 again
     assert failures == [512, 256], sequence
+    assert sequence[:5] == [(16, 1.0, "COMPLETED"), (64, 1.0, "COMPLETED"),
+                            (512, 1.0, "FAILED"), (256, 1.0, "FAILED"),
+                            (128, 1.0, "COMPLETED")]
     for i, (batch, _, status) in enumerate(sequence):
         if status == "FAILED":
             assert all(b < batch for b, _, _ in sequence[i + 1:]), sequence
+    best = tuner.oracle.get_best_trials(1)[0].hyperparameters.values
+    assert (best["batch_size"], best["lr_multiplier"]) == (128, 1.0)
+
+
+def test_other_failures_do_not_rule_out_larger_batch_sizes(tmp_path):
+    tuner = _run(tmp_path, best_batch=128, best_lr=1.0, fail_from=-64,
+                 failure="the loss diverged", max_trials=10)
+    sequence = _sequence(tuner)
+    assert sequence[:3] == [(16, 1.0, "COMPLETED"), (64, 1.0, "FAILED"),
+                            (512, 1.0, "COMPLETED")]
     best = tuner.oracle.get_best_trials(1)[0].hyperparameters.values
     assert (best["batch_size"], best["lr_multiplier"]) == (128, 1.0)
 
