@@ -11,6 +11,8 @@ with the best noisy validation score. Compared, with the LRs computed by
 
 - `"scaled"`, 8 trials, with the default multiplier range and narrower ones;
 - `"scaled"` with the batch size restricted to the smaller half;
+- `"scaled"`, 8 trials, searched by `PatternSearch` (its own oracle, driven
+  by the replayed scores);
 - `"independent"`, 8 and 16 trials; the grid's own noisy pick.
 
 A replayed search is an approximation (the interpolation between grid cells;
@@ -18,16 +20,24 @@ one training seed); its value is to compare search spaces on the same
 landscape without the retraining noise.
 
     python -m benchmarks.bench_tuner_landscape [--tasks ...] [--searches 4000]
+        [--reuse]
+
+`--reuse` replays on the landscape and range tests saved in
+`results/tuner_landscape.json` instead of measuring them again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
+from benchmarks._common import RESULTS
 from benchmarks._common import write_markdown
 from benchmarks._common import write_results
 from benchmarks.bench_tuner import BATCH_SIZES
@@ -110,21 +120,69 @@ def replay(cells, n_val, searches, seed=0):
     def run(trials, draw):
         return summary([search(trials, draw) for _ in range(searches)])
 
+    def run_pattern(trials, lr_of, count):
+        """`PatternSearch` on the replayed scores (`count` searches: each
+        writes its trials to disk, as KerasTuner does)."""
+        picks = [_pattern_search(trials, lr_of, score, noisy)
+                 for _ in range(count)]
+        return summary(picks)
+
     grid = summary([max((noisy(c["val_accuracy"]), c["test_accuracy"],
                           c["batch_size"]) for c in cells) for _ in range(searches)])
-    return run, grid, rng
+    return run, run_pattern, grid, rng
 
 
-def run_task(name, searches):
+def _pattern_search(trials, lr_of, score, noisy):
+    import keras_tuner
+
+    from kbatch.tuner import PatternSearch
+
+    class Replayed(PatternSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            values = trial.hyperparameters.values
+            batch_size = values["batch_size"]
+            lr = lr_of(batch_size, values["lr_multiplier"])
+            tests[trial.trial_id] = (score(batch_size, lr, "test_accuracy"),
+                                     batch_size)
+            return {"val_accuracy": noisy(score(batch_size, lr, "val_accuracy"))}
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("batch_size", BATCH_SIZES)
+    hp.Float("lr_multiplier", 0.25, 4.0, sampling="log")
+    tests = {}
+    directory = tempfile.mkdtemp(prefix="kbatch-replay-")
+    try:
+        tuner = Replayed(objective=keras_tuner.Objective("val_accuracy", "max"),
+                         hyperparameters=hp, max_trials=trials,
+                         directory=directory)
+        tuner.search(verbose=0)
+        best = tuner.oracle.get_best_trials(1)[0]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return (best.score, *tests[best.trial_id])
+
+
+def _saved(name):
+    with open(os.path.join(RESULTS, "tuner_landscape.json"), encoding="utf-8") as f:
+        task = json.load(f)["tasks"][name]
+    anchors = task["anchors"]
+    anchors["edges"] = {int(b): v for b, v in anchors["edges"].items()}
+    return task["cells"], anchors
+
+
+def run_task(name, searches, reuse=False):
     data, build, epochs, lr_range = _task(name)
-    cells = landscape(data, build, epochs, lr_range)
-    run, grid, rng = replay(cells, len(data.x_val), searches)
+    if reuse:
+        cells, anchors = _saved(name)
+    else:
+        cells, anchors = landscape(data, build, epochs, lr_range), None
+    run, run_pattern, grid, rng = replay(cells, len(data.x_val), searches)
 
     def log_uniform(low, high):
         return math.exp(rng.uniform(math.log(low), math.log(high)))
 
     out = {"cells": cells, "grid": grid, "searches": searches, "replays": {},
-           "anchors": None}
+           "anchors": anchors}
     for label, window, sizes in (
         ("scaled x(0.25, 4)", (0.25, 4.0), BATCH_SIZES),
         ("scaled x(0.5, 2)", (0.5, 2.0), BATCH_SIZES),
@@ -138,6 +196,10 @@ def run_task(name, searches):
             return batch_size, lr_of(batch_size, log_uniform(*window))
 
         out["replays"][label] = run(8, draw)
+    lr_of, out["anchors"] = scaled_lr_function(data, build, epochs, (0.25, 4.0),
+                                               out["anchors"])
+    out["replays"]["scaled x(0.25, 4), pattern search"] = run_pattern(
+        8, lr_of, max(searches // 4, 1))
     for trials in (8, 16):
         def draw():
             return (BATCH_SIZES[rng.integers(len(BATCH_SIZES))],
@@ -166,9 +228,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--searches", type=int, default=4000)
+    parser.add_argument("--reuse", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    results = {name: run_task(name, args.searches) for name in args.tasks.split(",")}
+    results = {name: run_task(name, args.searches, args.reuse)
+               for name in args.tasks.split(",")}
     write_results("tuner_landscape", {"tasks": results})
     write_markdown("tuner_landscape", render(results))
     print(render(results))

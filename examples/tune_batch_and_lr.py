@@ -9,11 +9,11 @@ size and LR, and the Pareto front of accuracy vs training time) and retrains
 the best configuration.
 
     python examples/tune_batch_and_lr.py [--trials 8] [--epochs 10] [--out DIR]
-        [--tuner random|pattern]
+        [--tuner pattern|random]
 
-`--tuner pattern` runs kbatch's `PatternSearch` instead of KerasTuner's
-`RandomSearch`: a sweep over the batch size, then LR and batch-size steps
-around the best trial.
+By default the search is kbatch's `PatternSearch` (a sweep over the batch
+size, then LR and batch-size steps around the best trial); `--tuner random`
+runs KerasTuner's `RandomSearch` on the same hypermodel.
 
 The same search runs on several machines with KerasTuner's chief/worker mode:
 start this script once with KERASTUNER_TUNER_ID=chief and once per worker with
@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", default="kbatch-examples/tune_batch_and_lr")
-    parser.add_argument("--tuner", choices=("random", "pattern"), default="random")
+    parser.add_argument("--tuner", choices=("pattern", "random"), default="pattern")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     data = datasets.load_mnist1d()
@@ -62,7 +62,7 @@ def main():
     if args.tuner == "pattern":
         tuner_class, project = PatternSearch, "mnist1d_cnn_pattern"
     else:
-        tuner_class, project = keras_tuner.RandomSearch, "mnist1d_cnn"
+        tuner_class, project = keras_tuner.RandomSearch, "mnist1d_cnn_random"
     tuner = tuner_class(hypermodel, objective="val_accuracy", max_trials=args.trials,
                         directory=os.path.join(args.out, "search"),
                         project_name=project, seed=1)
