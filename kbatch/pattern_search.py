@@ -11,8 +11,9 @@ the hypermodel declares:
    (`lr_multiplier` 1, or the geometric middle of a plain `learning_rate`
    range).
 2. *Poll.* Around the best completed trial, try the LR `step` times higher and
-   lower, then the neighbouring batch sizes at the best trial's LR. When every
-   poll point has been tried and none is better, the LR step is halved.
+   lower, then the neighbouring batch sizes at the best trial's LR multiplier.
+   When every poll point has been tried and none is better, the step is
+   halved in log scale (x2 becomes x1.41, then x1.19, ...).
 
 Its proposals depend only on the trials so far, so a resumed search (KerasTuner
 reloads the trials) continues where it stopped, and on KerasTuner's
@@ -195,8 +196,9 @@ class PatternSearch(keras_tuner.Tuner):
     Made for `kbatch.tuner.BatchLRHyperModel`: it searches the hypermodel's
     `batch_size` and `lr_multiplier` (or `learning_rate`) one axis at a time,
     which in the scaled parametrization reaches a good pair in fewer trials
-    than a random search. Arguments as for `keras_tuner.RandomSearch`, plus
-    `initial_batch_sizes` and `step` (see `PatternSearchOracle`).
+    than a random search. Arguments as for `keras_tuner.RandomSearch` (but
+    `max_trials` defaults to 8), plus `initial_batch_sizes` and `step` (see
+    `PatternSearchOracle`).
 
     Example:
 
