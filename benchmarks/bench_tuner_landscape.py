@@ -1,4 +1,4 @@
-"""Why the 8-trial scaled search does not reach the grid: the landscape.
+"""Why 8 random trials of the scaled search fall short of the grid: the landscape.
 
 `bench_tuner` compares searches by retraining their picks, which is expensive
 and noisy. This benchmark measures the whole (batch size x LR) landscape once

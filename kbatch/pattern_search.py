@@ -11,7 +11,8 @@ the hypermodel declares:
    (`lr_multiplier` 1, or the geometric middle of a plain `learning_rate`
    range).
 2. *Poll.* Around the best completed trial, try the LR `step` times higher and
-   lower, then the neighbouring batch sizes at the best trial's LR multiplier.
+   lower, then the neighbouring batch sizes at the best trial's LR (for
+   `lr_multiplier`, its multiplier: the LR scaled to the other batch size).
    When every poll point has been tried and none is better, the step is
    halved in log scale (x2 becomes x1.41, then x1.19, ...).
 
