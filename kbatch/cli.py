@@ -1,4 +1,4 @@
-"""The `kbatch` command line: `kbatch demo`, `kbatch find-lr`."""
+"""The `kbatch` command line: `kbatch demo`, `find-lr`, `advise`, `tune`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def _positive_float(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _batch_sizes(text):
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(_positive_int(part.strip()))
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(
+                f"expected batch sizes like 16,32,64: {e}") from None
+    return tuple(sizes)
+
+
+def _fraction(text):
+    value = _positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text}")
     return value
 
 
@@ -113,6 +131,41 @@ def build_parser():
     adv.add_argument("--max-batch-size", type=_positive_int, default=None)
     adv.add_argument("--seed", type=int, default=0)
     adv.add_argument("--out", default="kbatch-advice", help="output directory")
+
+    tune = sub.add_parser(
+        "tune", help="search batch size and learning rate together (KerasTuner)",
+        description="Searches the batch size and the learning rate together with "
+        "kbatch.tuner.BatchLRHyperModel: the LR as a multiplier around the rate "
+        "scaled to each batch size from LR range tests. Built-in (--dataset "
+        "mnist1d --model cnn) or your own (--model model.keras --data data.npz, "
+        "validated on a held-out fraction). Rerunning the same command resumes "
+        "the search in OUT/search (--overwrite starts again). Writes "
+        "search_summary.json and search_summary.png.",
+    )
+    tune.add_argument("--dataset", choices=("mnist1d", "digits"), default=None)
+    tune.add_argument("--model", default="mlp",
+                      help="mlp, cnn, logistic, or a path to a saved .keras model")
+    tune.add_argument("--data", default=None,
+                      help=".npz file with arrays `x` and `y` (with a saved model)")
+    tune.add_argument("--optimizer", default="momentum",
+                      choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
+                      help="optimizer of a built-in model (default: momentum)")
+    tune.add_argument("--batch-sizes", type=_batch_sizes,
+                      default=(16, 32, 64, 128, 256, 512),
+                      help="comma-separated (default: 16,32,64,128,256,512)")
+    tune.add_argument("--trials", type=_positive_int, default=8,
+                      help="number of trials (default: 8)")
+    tune.add_argument("--epochs", type=_positive_int, default=10,
+                      help="epochs per trial (default: 10)")
+    tune.add_argument("--tuner", choices=("pattern", "random"), default="pattern",
+                      help="kbatch's PatternSearch (default) or KerasTuner's "
+                           "RandomSearch")
+    tune.add_argument("--validation-split", type=_fraction, default=0.2,
+                      help="held-out fraction with --data (default: 0.2)")
+    tune.add_argument("--overwrite", action="store_true",
+                      help="start the search again instead of resuming it")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--out", default="kbatch-tune", help="output directory")
     return parser
 
 
@@ -219,6 +272,65 @@ def run_advise(args):
     return advice
 
 
+def run_tune(args):
+    import keras
+    import keras_tuner
+
+    from kbatch import _io
+    from kbatch import datasets
+    from kbatch.tuner import BatchLRHyperModel
+    from kbatch.tuner import PatternSearch
+    from kbatch.tuner import summarize
+
+    keras.utils.set_random_seed(args.seed)
+    build, x, y, _ = _model_and_data(args)
+    if args.dataset is not None:
+        fit = {"validation_data": datasets.load(args.dataset).val}
+    else:
+        fit = {"validation_split": args.validation_split}
+    hypermodel = BatchLRHyperModel(lambda hp: build(), batch_sizes=args.batch_sizes,
+                                   epochs=args.epochs)
+    tuner_class = PatternSearch if args.tuner == "pattern" else keras_tuner.RandomSearch
+    tuner = tuner_class(hypermodel, objective=_objective(build()),
+                        max_trials=args.trials,
+                        directory=args.out, project_name="search",
+                        overwrite=args.overwrite,
+                        seed=args.seed + 1)  # KerasTuner takes seed 0 as "none"
+    tuner.search(x, y, verbose=1, **fit)
+    if os.environ.get("KERASTUNER_ORACLE_IP") and "chief" not in os.environ.get(
+            "KERASTUNER_TUNER_ID", ""):
+        print("worker done; the chief writes the summary")
+        return None
+    summary = summarize(tuner)
+    print(summary.text())
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "search_summary.json")
+    _io.write_json_atomic(json_path, summary.to_dict())
+    print(f"wrote {json_path}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        png_path = os.path.join(args.out, "search_summary.png")
+        plt.close(summary.plot(png_path))
+        print(f"wrote {png_path}")
+    except ImportError:
+        print('(no plot: matplotlib is missing; pip install "kbatch[plot]")')
+    return summary
+
+
+def _objective(model):
+    """`val_accuracy` when the model is compiled with an `accuracy` metric."""
+    metrics = (model.get_compile_config() or {}).get("metrics") or []
+    if not isinstance(metrics, (list, tuple)):
+        metrics = [metrics]
+    names = [m if isinstance(m, str) else (m.get("config") or {}).get("name")
+             if isinstance(m, dict) else None for m in metrics]
+    return "val_accuracy" if "accuracy" in names else "val_loss"
+
+
 def run_find_lr(args):
     import keras
 
@@ -306,6 +418,8 @@ def main(argv=None):
             run_find_lr(args)
         elif args.command == "advise":
             run_advise(args)
+        elif args.command == "tune":
+            run_tune(args)
     except (ValueError, TypeError, ImportError) as e:
         if os.environ.get("KBATCH_DEBUG"):
             raise

@@ -81,3 +81,46 @@ def test_kbatch_errors_become_one_line_messages(capsys):
                      "--max-lr", "0.5"])
     assert code == 2
     assert "max_lr" in capsys.readouterr().err
+
+
+def test_tune_on_a_builtin_dataset_searches_writes_and_resumes(tmp_path, capsys):
+    out = tmp_path / "tune"
+    argv = ["tune", "--dataset", "digits", "--model", "mlp", "--batch-sizes",
+            "16,64,256", "--trials", "3", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "search_summary.json").read_text())
+    rows = summary["rows"]
+    assert summary["objective"] == "val_accuracy"
+    assert [r["batch_size"] for r in rows] == [16, 64, 256]  # PatternSearch's sweep
+    assert all(r["status"] == "COMPLETED" and r["learning_rate"] > 0 for r in rows)
+    assert (out / "search_summary.png").stat().st_size > 10_000
+    assert "best" in capsys.readouterr().out
+    # the same command with more trials resumes: the first three are kept
+    assert cli.main(argv[:-4] + ["--trials", "4", "--out", str(out)]) == 0
+    again = json.loads((out / "search_summary.json").read_text())["rows"]
+    assert len(again) == 4 and again[:3] == rows
+
+
+def test_tune_on_a_saved_model_and_npz_validates_on_a_split(tmp_path):
+    x, y = classification_data(n=256)
+    model = make_classifier()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    before = path.read_bytes()
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    code = cli.main(["tune", "--model", str(path), "--data", str(tmp_path / "data.npz"),
+                     "--batch-sizes", "16,32", "--trials", "2", "--epochs", "1",
+                     "--tuner", "random", "--out", str(tmp_path / "out")])
+    assert code == 0
+    summary = json.loads((tmp_path / "out" / "search_summary.json").read_text())
+    assert summary["objective"] == "val_loss"  # the model has no accuracy metric
+    rows = summary["rows"]
+    assert len(rows) == 2 and all(r["objective"] is not None for r in rows)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("value", ["0,16", "16,x", ""])
+def test_tune_refuses_bad_batch_sizes(value, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["tune", "--dataset", "digits", "--batch-sizes", value])
+    assert "batch sizes like 16,32,64" in capsys.readouterr().err

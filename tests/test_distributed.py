@@ -76,3 +76,33 @@ def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker
     assert workers == {"tuner0", "tuner1"}  # both workers trained
     # tuner1 started once before the kill and again after it, on the same trial
     assert sum(m.name.startswith("tuner1-") for m in markers.iterdir()) >= 2
+
+
+def test_kbatch_tune_runs_as_chief_and_worker(tmp_path):
+    """The command line in chief/worker mode: the worker trains, the chief hands
+    out the trials and writes the summary."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "kbatch", "tune", "--dataset", "digits",
+            "--batch-sizes", "16,64", "--trials", "3", "--epochs", "1",
+            "--out", str(tmp_path / "out")]
+
+    def start(role):
+        env = {**os.environ, "KERASTUNER_TUNER_ID": role,
+               "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": str(port), "CUDA_VISIBLE_DEVICES": ""}
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    chief = start("chief")
+    time.sleep(2)
+    worker = start("tuner0")
+    try:
+        assert chief.wait(300) == 0, chief.stdout.read()[-3000:]
+        assert worker.wait(120) == 0, worker.stdout.read()[-3000:]
+    finally:
+        for proc in (chief, worker):
+            if proc.poll() is None:
+                proc.kill()
+    assert "worker done" in worker.stdout.read()
+    summary = json.loads((tmp_path / "out" / "search_summary.json").read_text())
+    assert [r["status"] for r in summary["rows"]] == ["COMPLETED"] * 3
