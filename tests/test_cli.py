@@ -86,8 +86,8 @@ def test_kbatch_errors_become_one_line_messages(capsys):
 def test_tune_on_a_builtin_dataset_searches_writes_and_resumes(tmp_path, capsys):
     out = tmp_path / "tune"
     argv = ["tune", "--dataset", "digits", "--model", "mlp", "--batch-sizes",
-            "16,64,256", "--trials", "3", "--epochs", "1", "--out", str(out)]
-    assert cli.main(argv) == 0
+            "16,64,256", "--epochs", "1", "--out", str(out)]
+    assert cli.main([*argv, "--trials", "3"]) == 0
     summary = json.loads((out / "search_summary.json").read_text())
     rows = summary["rows"]
     assert summary["objective"] == "val_accuracy"
@@ -96,7 +96,7 @@ def test_tune_on_a_builtin_dataset_searches_writes_and_resumes(tmp_path, capsys)
     assert (out / "search_summary.png").stat().st_size > 10_000
     assert "best" in capsys.readouterr().out
     # the same command with more trials resumes: the first three are kept
-    assert cli.main(argv[:-4] + ["--trials", "4", "--out", str(out)]) == 0
+    assert cli.main([*argv, "--trials", "4"]) == 0
     again = json.loads((out / "search_summary.json").read_text())["rows"]
     assert len(again) == 4 and again[:3] == rows
 
