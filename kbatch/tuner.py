@@ -464,6 +464,9 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         batch, _ = global_batch_size(model, batch_size=hp.get("batch_size"))
         base_batch, _ = global_batch_size(model, batch_size=self.base_batch_size)
         if self.learning_rate == "auto":
+            split = (fit_kwargs or {}).get("validation_split")
+            if split and self.anchors is None:
+                x, y = _training_part(x, y, split)
             self._ensure_anchors(hp, x, y)
             base_lr = self.anchors["base_lr"]
         else:
@@ -604,6 +607,15 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             },
             "smallest_oom": self.smallest_oom,
         })
+
+
+def _training_part(x, y, validation_split):
+    """The samples `fit(validation_split=...)` trains on (it holds out the last
+    fraction), so the range tests do not see the validation samples."""
+    if not hasattr(x, "shape") or not hasattr(x, "__getitem__"):
+        return x, y
+    keep = math.ceil(len(x) * (1.0 - validation_split))
+    return x[:keep], (None if y is None else y[:keep])
 
 
 def _positive_finite(value):

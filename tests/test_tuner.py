@@ -117,6 +117,23 @@ def test_range_tests_do_not_reset_the_searchs_random_state(digits):
     assert a[2]["base_lr"] == b[2]["base_lr"]  # the anchors do not depend on it
 
 
+def test_range_tests_leave_out_the_validation_split(digits, tmp_path, monkeypatch):
+    sizes = []
+    original = kbatch.finder.find_lr
+
+    def recording(model, x, y=None, **kwargs):
+        sizes.append(len(x))
+        return original(model, x, y, **kwargs)
+
+    monkeypatch.setattr(kbatch.finder, "find_lr", recording)
+    hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
+    tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
+                                     max_trials=1, directory=str(tmp_path), seed=1)
+    tuner.search(digits.x_train[:400], digits.y_train[:400], validation_split=0.25,
+                 verbose=0)
+    assert sizes and set(sizes) == {300}  # the 100 validation samples left out
+
+
 class _OutOfMemoryAbove(keras.layers.Layer):
     def __init__(self, limit, **kwargs):
         super().__init__(**kwargs)
