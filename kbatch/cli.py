@@ -50,6 +50,19 @@ def _fraction(text):
     return value
 
 
+def _add_model_arguments(parser, optimizer):
+    """--dataset/--model/--data/--optimizer: a built-in or a saved model."""
+    parser.add_argument("--dataset", choices=("mnist1d", "digits"), default=None,
+                        help="built-in dataset (no download)")
+    parser.add_argument("--model", default="mlp",
+                        help="mlp, cnn, logistic, or a path to a saved .keras model")
+    parser.add_argument("--data", default=None,
+                        help=".npz file with arrays `x` and `y` (with a saved model)")
+    parser.add_argument("--optimizer", default=optimizer,
+                        choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
+                        help=f"optimizer of a built-in model (default: {optimizer})")
+
+
 def _add_sweep_arguments(parser):
     parser.add_argument("--batch-size", type=_positive_int, default=None,
                         help="batch size of the test (default: 128 on the built-in "
@@ -100,15 +113,7 @@ def build_parser():
         "(--model model.keras --data data.npz, the .npz holding arrays `x` and "
         "`y`). The model is not modified.",
     )
-    find.add_argument("--dataset", choices=("mnist1d", "digits"), default=None,
-                      help="built-in dataset (no download)")
-    find.add_argument("--model", default="mlp",
-                      help="mlp, cnn, logistic, or a path to a saved .keras model")
-    find.add_argument("--data", default=None,
-                      help=".npz file with arrays `x` and `y` (with a saved model)")
-    find.add_argument("--optimizer", default="adam",
-                      choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
-                      help="optimizer of a built-in model (default: adam)")
+    _add_model_arguments(find, optimizer="adam")
     _add_sweep_arguments(find)
 
     adv = sub.add_parser(
@@ -120,14 +125,7 @@ def build_parser():
         "(--dataset mnist1d --model cnn) or your own (--model model.keras --data "
         "data.npz). Writes advice.json, advice.md and advice.png.",
     )
-    adv.add_argument("--dataset", choices=("mnist1d", "digits"), default=None)
-    adv.add_argument("--model", default="mlp",
-                     help="mlp, cnn, logistic, or a path to a saved .keras model")
-    adv.add_argument("--data", default=None,
-                     help=".npz file with arrays `x` and `y` (with a saved model)")
-    adv.add_argument("--optimizer", default="momentum",
-                     choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
-                     help="optimizer of a built-in model (default: momentum)")
+    _add_model_arguments(adv, optimizer="momentum")
     adv.add_argument("--max-batch-size", type=_positive_int, default=None)
     adv.add_argument("--seed", type=int, default=0)
     adv.add_argument("--out", default="kbatch-advice", help="output directory")
@@ -142,14 +140,7 @@ def build_parser():
         "the search in OUT/search (--overwrite starts again). Writes "
         "search_summary.json and search_summary.png.",
     )
-    tune.add_argument("--dataset", choices=("mnist1d", "digits"), default=None)
-    tune.add_argument("--model", default="mlp",
-                      help="mlp, cnn, logistic, or a path to a saved .keras model")
-    tune.add_argument("--data", default=None,
-                      help=".npz file with arrays `x` and `y` (with a saved model)")
-    tune.add_argument("--optimizer", default="momentum",
-                      choices=("adam", "adamw", "rmsprop", "sgd", "momentum"),
-                      help="optimizer of a built-in model (default: momentum)")
+    _add_model_arguments(tune, optimizer="momentum")
     tune.add_argument("--batch-sizes", type=_batch_sizes,
                       default=(16, 32, 64, 128, 256, 512),
                       help="comma-separated (default: 16,32,64,128,256,512)")
