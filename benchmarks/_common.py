@@ -38,7 +38,7 @@ def machine() -> dict:
 
 def write_results(name: str, data: dict) -> str:
     """Write `results/<name>.json` (with the machine facts) and return the path."""
-    from kbatch import _io
+    from kbatch._internal import io as _io
 
     path = os.path.join(RESULTS, f"{name}.json")
     _io.write_json_atomic(path, {"benchmark": name, "machine": machine(), **data})

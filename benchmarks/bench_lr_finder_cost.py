@@ -70,7 +70,7 @@ import json, os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras, numpy as np
 import kbatch
-from kbatch._state import TrainingState
+from kbatch._internal.state import TrainingState
 kind, steps = sys.argv[1], int(sys.argv[2])
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(4096, 512)).astype("float32")

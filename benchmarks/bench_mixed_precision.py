@@ -55,9 +55,9 @@ def _step_time(model_name, policy, data):
 
 
 def main(argv=None):
-    from kbatch import _backend
     from kbatch import datasets
     from kbatch import precision
+    from kbatch._internal import backend as _backend
 
     facts = _backend.device_facts()
     data = datasets.load_mnist1d()

@@ -34,6 +34,8 @@ import numpy as np
 import kbatch
 from kbatch import datasets
 from kbatch import models
+from kbatch.scaling.batch_size_schedule import Phase
+from kbatch.scaling.batch_size_schedule import updates_per_epoch
 
 
 class _TestAccuracy(keras.callbacks.Callback):
@@ -60,8 +62,7 @@ def run_one(data, kind, schedule, epochs, base_lr, seed):
         if kind == "LR decay":
             phases = schedule.decay_equivalent(epochs, base_lr)
         else:
-            phases = [kbatch.batch_schedule.Phase(0, epochs, schedule.batch_size,
-                                                  base_lr)]
+            phases = [Phase(0, epochs, schedule.batch_size, base_lr)]
         updates, batch_sizes = [], []
         for phase in phases:
             model.optimizer.learning_rate = phase.learning_rate
@@ -69,8 +70,7 @@ def run_one(data, kind, schedule, epochs, base_lr, seed):
                       initial_epoch=phase.start_epoch, epochs=phase.end_epoch,
                       callbacks=[tracker], verbose=0)
             span = phase.end_epoch - phase.start_epoch
-            updates += [kbatch.batch_schedule.updates_per_epoch(n, phase.batch_size)
-                        ] * span
+            updates += [updates_per_epoch(n, phase.batch_size)] * span
             batch_sizes += [phase.batch_size] * span
         history = keras.callbacks.History()
         history.history = {"updates": updates, "batch_size": batch_sizes}

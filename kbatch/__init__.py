@@ -1,70 +1,81 @@
 """kbatch: which batch size, and which learning rate for it? Measured, for Keras 3.
 
-Public API (everything else is private):
+Where things are (one subpackage per capability):
 
-- `kbatch.find_lr`: LR range test of a compiled model, model restored after.
-- `kbatch.LRRangeTest`: the same test as a `model.fit` callback.
-- `kbatch.LRFinderResult`: the curve, suggestions, plot and JSON file.
-- `kbatch.scale_lr`, `kbatch.scale_adam`, `kbatch.default_rule`: LR scaling
-  rules for a change of batch size.
-- `kbatch.ScaleLearningRate`: callback training at the LR scaled to the
-  global batch size, with warm-up (`kbatch.schedules.BatchScaledSchedule`).
-- `kbatch.BatchSizeSchedule`, `kbatch.fit_with_batch_schedule`: increase the
-  batch size instead of decaying the LR.
-- `kbatch.layers.GhostBatchNormalization`.
-- `kbatch.GradientNoiseScale`, `kbatch.measure_noise_scale`: the gradient noise
-  scale (critical batch size).
-- `kbatch.find_max_batch_size`, `kbatch.measure_throughput`,
-  `kbatch.lr_scaling_law`, `kbatch.advise`: memory, speed, LR scaling, and one
-  recommendation from them.
-- `kbatch.tuner.BatchLRHyperModel`, `kbatch.tuner.summarize`: search batch
-  size and learning rate together with KerasTuner; `kbatch.tuner.PatternSearch`
-  (`PatternSearchOracle`): a sequential search made for them.
-- `kbatch.precision`: the mixed-precision policy for this device, a context
-  manager that sets one, and `check_model` for the usual mistakes.
-- `kbatch.suggest`: the suggestion rules as pure functions.
-- `kbatch.datasets`: MNIST-1D and digits, without downloads;
-  `kbatch.models`: small reference models for them.
+- `kbatch.lr`: the LR range test -- `find_lr`, `LRRangeTest`,
+  `LRFinderResult`; the suggestion rules in `kbatch.lr.rules`.
+- `kbatch.scaling`: a new batch size, a new LR -- `scale_lr`, `scale_adam`,
+  `default_rule`, `BatchScaledSchedule`, `ScaleLearningRate`,
+  `BatchSizeSchedule` / `fit_with_batch_schedule`, `GhostBatchNormalization`.
+- `kbatch.critical`: the batch-size limits -- `GradientNoiseScale`,
+  `measure_noise_scale`, `find_max_batch_size`, `measure_throughput`,
+  `lr_scaling_law`.
+- `kbatch.advisor`: `advise` and `Advice`, one recommendation from them.
+- `kbatch.tuner`: `BatchLRHyperModel`, `PatternSearch`, `summarize` for
+  KerasTuner (imported on first use: `import kbatch` does not import
+  KerasTuner).
+- `kbatch.precision`, `kbatch.datasets`, `kbatch.models`: mixed precision,
+  data without downloads, small reference models.
+
+The names below are re-exported here; everything under `kbatch._internal`
+is private.
 """
 
 __version__ = "0.1.0.dev0"
 
+import importlib
+
+from kbatch import advisor
+from kbatch import critical
 from kbatch import datasets
-from kbatch import layers
+from kbatch import lr
 from kbatch import models
-from kbatch import noise
 from kbatch import precision
-from kbatch import schedules
-from kbatch import suggest
-from kbatch import tuner
+from kbatch import scaling
+from kbatch._internal import deprecation as _deprecation
 from kbatch.advisor import Advice
 from kbatch.advisor import advise
-from kbatch.batch_schedule import BatchSizeSchedule
-from kbatch.batch_schedule import fit_with_batch_schedule
-from kbatch.finder import LRFinderWarning
-from kbatch.finder import find_lr
-from kbatch.lr_finder import LRRangeTest
-from kbatch.lr_finder_result import LRFinderResult
-from kbatch.memory import MaxBatchSizeResult
-from kbatch.memory import find_max_batch_size
-from kbatch.noise_scale import GradientNoiseScale
-from kbatch.noise_scale import NoiseScaleResult
-from kbatch.noise_scale import measure_noise_scale
-from kbatch.scale_callback import ScaleLearningRate
-from kbatch.scale_callback import global_batch_size
+from kbatch.critical import GradientNoiseScale
+from kbatch.critical import MaxBatchSizeResult
+from kbatch.critical import NoiseScaleResult
+from kbatch.critical import ScalingLawResult
+from kbatch.critical import ThroughputResult
+from kbatch.critical import find_max_batch_size
+from kbatch.critical import lr_scaling_law
+from kbatch.critical import measure_noise_scale
+from kbatch.critical import measure_throughput
+from kbatch.lr import LRFinderResult
+from kbatch.lr import LRFinderWarning
+from kbatch.lr import LRRangeTest
+from kbatch.lr import find_lr
+from kbatch.scaling import BatchScaledSchedule
+from kbatch.scaling import BatchSizeSchedule
+from kbatch.scaling import GhostBatchNormalization
+from kbatch.scaling import ScaleLearningRate
 from kbatch.scaling import default_rule
+from kbatch.scaling import fit_with_batch_schedule
+from kbatch.scaling import global_batch_size
 from kbatch.scaling import scale_adam
 from kbatch.scaling import scale_lr
-from kbatch.scaling_law import ScalingLawResult
-from kbatch.scaling_law import lr_scaling_law
-from kbatch.schedules import BatchScaledSchedule
-from kbatch.throughput import ThroughputResult
-from kbatch.throughput import measure_throughput
+
+_deprecation.install()
+
+# Imported on first attribute access: KerasTuner (`tuner`), and the old module
+# names (`suggest`, `noise`, ...), which warn.
+_LAZY = ("tuner",)
+
+
+def __getattr__(name):
+    if name in _LAZY or f"kbatch.{name}" in _deprecation.MOVED:
+        return importlib.import_module(f"kbatch.{name}")
+    raise AttributeError(f"module 'kbatch' has no attribute {name!r}")
+
 
 __all__ = [
     "Advice",
     "BatchScaledSchedule",
     "BatchSizeSchedule",
+    "GhostBatchNormalization",
     "GradientNoiseScale",
     "LRFinderResult",
     "LRFinderWarning",
@@ -76,22 +87,22 @@ __all__ = [
     "ThroughputResult",
     "__version__",
     "advise",
+    "advisor",
+    "critical",
     "datasets",
     "default_rule",
     "find_lr",
     "find_max_batch_size",
     "fit_with_batch_schedule",
     "global_batch_size",
-    "layers",
+    "lr",
     "lr_scaling_law",
     "measure_noise_scale",
     "measure_throughput",
     "models",
-    "noise",
     "precision",
     "scale_adam",
     "scale_lr",
-    "schedules",
-    "suggest",
+    "scaling",
     "tuner",
 ]

@@ -7,6 +7,11 @@ import os
 import sys
 import time
 
+__all__ = [
+    "build_parser",
+    "main",
+]
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -210,7 +215,7 @@ def _write_result(result, out):
         plt.close(ax.figure)
         written.append(png_path)
     except ImportError:
-        print('(no plot: matplotlib is missing; pip install "kbatch[plot]")')
+        print('(no plot: matplotlib is missing; pip install "keras-kbatch[plot]")')
     return written
 
 
@@ -267,8 +272,8 @@ def run_tune(args):
     import keras
     import keras_tuner
 
-    from kbatch import _io
     from kbatch import datasets
+    from kbatch._internal import io as _io
     from kbatch.tuner import BatchLRHyperModel
     from kbatch.tuner import PatternSearch
     from kbatch.tuner import summarize
@@ -308,7 +313,7 @@ def run_tune(args):
         plt.close(summary.plot(png_path))
         print(f"wrote {png_path}")
     except ImportError:
-        print('(no plot: matplotlib is missing; pip install "kbatch[plot]")')
+        print('(no plot: matplotlib is missing; pip install "keras-kbatch[plot]")')
     return summary
 
 

@@ -9,7 +9,7 @@ machines without internet. These loaders generate or read their data locally:
   CNN, so it separates model families the way MNIST no longer does.
 - Digits: scikit-learn's bundled 8x8 handwritten digits (1,797 images).
 
-Both need the `examples` extra: `pip install "kbatch[examples]"`.
+Both need the `examples` extra: `pip install "keras-kbatch[examples]"`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kbatch._validate import check_int
-from kbatch._validate import check_number
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
 
-_INSTALL_HINT = 'Install it with `pip install "kbatch[examples]"`.'
+__all__ = [
+    "DataSplits",
+    "load",
+    "load_digits",
+    "load_mnist1d",
+]
+
+_INSTALL_HINT = 'Install it with `pip install "keras-kbatch[examples]"`.'
 
 
 @dataclass(frozen=True)

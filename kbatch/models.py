@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import keras
 
-from kbatch._validate import check_choice
-from kbatch._validate import check_int
-from kbatch._validate import check_number
+from kbatch._internal.validate import check_choice
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+
+__all__ = [
+    "MODELS",
+    "OPTIMIZERS",
+    "build",
+    "build_cnn",
+    "build_logistic",
+    "build_mlp",
+    "make_optimizer",
+]
 
 OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop", "adamw")
 MODELS = ("mlp", "cnn", "logistic")

@@ -1,10 +1,21 @@
-"""Plots of kbatch results. matplotlib is optional: `pip install "kbatch[plot]"`."""
+"""Plots of kbatch results.
+
+matplotlib is optional: `pip install "keras-kbatch[plot]"`.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+__all__ = [
+    "plot_lr_finder",
+    "plot_scaling_law",
+    "plot_throughput",
+    "require_matplotlib",
+    "save_figure",
+]
 
 _MARKERS = {
     "steepest": ("v", "tab:orange"),
@@ -20,7 +31,7 @@ def require_matplotlib():
     except ImportError:
         raise ImportError(
             "Plotting needs matplotlib, which is not installed. Install it with "
-            '`pip install "kbatch[plot]"` (or `pip install matplotlib`).'
+            '`pip install "keras-kbatch[plot]"` (or `pip install matplotlib`).'
         ) from None
     import matplotlib.pyplot as plt
 
@@ -52,7 +63,7 @@ def plot_lr_finder(result, ax=None, *, show_suggestions=True, path=None):
     The thin line is the recorded loss of each step, the thick line its
     zero-lag trend, which the suggestion rules read. With SGD or RMSprop
     momentum, the x axis is the effective learning rate (see
-    `kbatch.suggest.effective_lrs`).
+    `kbatch.lr.rules.effective_lrs`).
     """
     ax = _new_axes(ax)
     lrs, raw, curve = result.effective_lrs, result.losses, result.trend

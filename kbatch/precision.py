@@ -31,8 +31,19 @@ import warnings
 
 import keras
 
-from kbatch import _backend
-from kbatch._validate import check_choice
+from kbatch._internal import backend as _backend
+from kbatch._internal.validate import check_choice
+
+__all__ = [
+    "POLICIES",
+    "PREFERENCES",
+    "PrecisionWarning",
+    "auto_policy",
+    "check_model",
+    "dtype_policy",
+    "policy_for_device",
+    "resolve",
+]
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 PREFERENCES = ("auto", "float16", "bfloat16")

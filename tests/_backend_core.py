@@ -23,7 +23,7 @@ from conftest import make_classifier
 from conftest import model_state
 
 import kbatch
-from kbatch import _backend
+from kbatch._internal import backend as _backend
 
 warnings.simplefilter("ignore")
 BACKEND = keras.config.backend()

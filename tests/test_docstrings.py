@@ -6,26 +6,33 @@ import importlib
 import pytest
 
 MODULES = [
-    "kbatch.suggest",
-    "kbatch.lr_finder",
-    "kbatch.lr_finder_result",
-    "kbatch.finder",
+    "kbatch.lr.rules",
+    "kbatch.lr.range_test",
+    "kbatch.lr.result",
+    "kbatch.lr.find",
     "kbatch.datasets",
-    "kbatch.scaling",
-    "kbatch.schedules",
-    "kbatch.scale_callback",
-    "kbatch.batch_schedule",
-    "kbatch.layers",
-    "kbatch.noise",
-    "kbatch.noise_scale",
-    "kbatch.throughput",
-    "kbatch.scaling_law",
-    "kbatch.advisor",
+    "kbatch.scaling.rules",
+    "kbatch.scaling.optimizer_rule",
+    "kbatch.scaling.schedules",
+    "kbatch.scaling.scale_learning_rate",
+    "kbatch.scaling.batch_size_schedule",
+    "kbatch.scaling.ghost_batch_norm",
+    "kbatch.critical.estimators",
+    "kbatch.critical.fits",
+    "kbatch.critical.noise_scale",
+    "kbatch.critical.throughput",
+    "kbatch.critical.scaling_law",
+    "kbatch.critical.largest_batch",
+    "kbatch.advisor.advice",
+    "kbatch.advisor.time_to_target",
     "kbatch.precision",
-    "kbatch.memory",
     "kbatch.models",
-    "kbatch.tuner",
-    "kbatch.pattern_search",
+    "kbatch.tuner.hypermodel",
+    "kbatch.tuner.pattern_search",
+    "kbatch.tuner.recorder",
+    "kbatch.tuner.search_state",
+    "kbatch.tuner.errors",
+    "kbatch.tuner.summary",
 ]
 
 
@@ -38,6 +45,10 @@ def test_docstring_examples_run(name):
     assert result.attempted > 0
 
 
+PUBLIC_MODULES = [*MODULES, "kbatch.lr", "kbatch.scaling", "kbatch.critical",
+                  "kbatch.advisor", "kbatch.tuner"]
+
+
 def _public_names():
     import inspect
 
@@ -48,15 +59,14 @@ def _public_names():
         obj = getattr(kbatch, name)
         if not inspect.ismodule(obj) and not name.startswith("__"):
             names.append((f"kbatch.{name}", obj))
-    for module_name in ("tuner", "precision", "schedules", "layers", "datasets",
-                        "models", "suggest", "noise"):
-        module = getattr(kbatch, module_name)
-        for name in getattr(module, "__all__", dir(module)):
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
             obj = getattr(module, name)
             if (not name.startswith("_")
                     and (inspect.isfunction(obj) or inspect.isclass(obj))
                     and obj.__module__ == module.__name__):
-                names.append((f"kbatch.{module_name}.{name}", obj))
+                names.append((f"{module_name}.{name}", obj))
     return names
 
 

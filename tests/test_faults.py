@@ -16,7 +16,7 @@ from conftest import faulty_classifier
 from conftest import model_state
 
 import kbatch
-from kbatch import _optimizer
+from kbatch._internal import optimizer as _optimizer
 
 X, Y = classification_data(n=128)
 KINDS = ("error", "interrupt", "nan", "oom")

@@ -1,6 +1,6 @@
 """Long runs in one process do not accumulate memory (slow).
 
-Bounds (documented in the README): 50 consecutive `find_lr` calls on one model
+Bounds (documented in docs/guarantees.md): 50 consecutive `find_lr` calls on one model
 grow the resident memory by less than 0.5 MiB and 200 Python objects per call
 (no graph or function traced per call); a 30-trial `BatchLRHyperModel` search
 grows by no more per trial than the same search with a plain KerasTuner

@@ -6,13 +6,15 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 import kbatch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_version_matches_installed_metadata():
-    assert kbatch.__version__ == metadata.version("kbatch")
+    assert kbatch.__version__ == metadata.version("keras-kbatch")
 
 
 def test_public_names_are_exported_explicitly():
@@ -30,10 +32,15 @@ def test_no_private_keras_imports():
     assert offenders == []
 
 
-def test_console_script_prints_help():
-    out = subprocess.run([sys.executable, "-m", "kbatch", "--help"],
-                         capture_output=True, text=True, check=True)
-    assert "find-lr" in out.stdout and "demo" in out.stdout
+def test_console_script_prints_help_and_version(capsys):
+    from kbatch import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "find-lr" in out and "demo" in out and "tune" in out
+    # `python -m kbatch` (the module entry point) in a fresh interpreter
     version = subprocess.run([sys.executable, "-m", "kbatch", "--version"],
                              capture_output=True, text=True, check=True)
     assert kbatch.__version__ in version.stdout

@@ -31,7 +31,7 @@ def test_policy_for_device(kind, capability, prefer, force, expected):
 
 
 def test_auto_policy_on_this_machine_is_float32_on_cpu():
-    facts = kbatch._backend.device_facts()
+    facts = kbatch._internal.backend.device_facts()
     expected = "float32" if facts["kind"] == "cpu" else None
     if expected is None:
         pytest.skip("an accelerator is present")  # the table above covers it

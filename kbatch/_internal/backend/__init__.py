@@ -1,0 +1,77 @@
+"""Backend-specific code, one small module per Keras backend.
+
+Everything that depends on TensorFlow, JAX or PyTorch (gradients for the noise
+scale, out-of-memory exception types, device facts) lives here; the rest of
+kbatch talks to Keras only.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+
+BACKENDS = ("tensorflow", "jax", "torch")
+# Backends with gradient code for the noise scale (`micro_batch_norms`).
+GRADIENTS = ("tensorflow",)
+
+
+def module(name: str | None = None):
+    """The kbatch module of a Keras backend (default: the active one).
+
+    Raises:
+        NotImplementedError: for a backend kbatch does not know.
+    """
+    name = name or keras.config.backend()
+    if name not in BACKENDS:
+        raise NotImplementedError(
+            f"kbatch supports the Keras backends {BACKENDS}; the active backend "
+            f"is {name!r}. Set KERAS_BACKEND to one of them."
+        )
+    return importlib.import_module(f"kbatch._internal.backend.{name}")
+
+
+def current():
+    """The active backend's module, for the gradient code of the noise scale.
+
+    Raises:
+        NotImplementedError: on a backend without it, saying what to do.
+    """
+    name = keras.config.backend()
+    if name not in GRADIENTS:
+        raise NotImplementedError(
+            "The gradient noise scale (`GradientNoiseScale`, "
+            "`measure_noise_scale`, and `advise`, which uses it) needs the "
+            f"TensorFlow backend; the active Keras backend is {name!r}. Run it "
+            "with KERAS_BACKEND=tensorflow; the range test, LR scaling, "
+            "throughput, memory search and tuner work on every backend."
+        )
+    return module(name)
+
+
+def oom_errors() -> tuple:
+    """Exception types that mean "out of memory" on the active backend."""
+    return (MemoryError, *module().oom_errors())
+
+
+def is_oom(error: BaseException) -> bool:
+    """Whether `error` is an out-of-memory error of the active backend.
+
+    JAX reports out-of-memory as a runtime error whose message holds
+    `RESOURCE_EXHAUSTED`; it is recognised by that text.
+    """
+    if isinstance(error, oom_errors()):
+        return True
+    return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
+
+
+def device_facts() -> dict:
+    """The accelerator Keras will run on: `{"kind": "gpu" | "tpu" | "cpu",
+    "name": str, "compute_capability": (major, minor) | None}`."""
+    facts = module().device_facts()
+    if facts is not None:
+        return facts
+    import platform
+
+    return {"kind": "cpu", "name": platform.processor() or platform.machine(),
+            "compute_capability": None}

@@ -1,0 +1,424 @@
+"""`advise`: memory, throughput, noise scale and LR scaling, turned into one
+recommendation."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from kbatch._internal import data as _data
+from kbatch._internal.results import Result
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_verbose
+from kbatch.advisor.time_to_target import time_to_target
+from kbatch.critical.largest_batch import find_max_batch_size
+from kbatch.critical.noise_scale import measure_noise_scale
+from kbatch.critical.scaling_law import lr_scaling_law
+from kbatch.critical.throughput import measure_throughput
+
+__all__ = [
+    "Advice",
+    "advise",
+]
+
+
+class Advice(Result):
+    """A batch size and learning rate to train with, and why.
+
+    Attributes:
+        batch_size: Advised (global) batch size.
+        learning_rate: Learning rate for it.
+        warmup_steps: Steps of linear warm-up from the small-batch LR (0: none
+            needed).
+        reasons: One line per factor that went into the choice.
+        memory, throughput, noise, scaling_law: The measurements (kbatch
+            result objects, or dicts for a loaded advice).
+        relative_time: Predicted time to a target loss per candidate batch
+            size, relative to the best.
+
+    Example:
+
+    >>> import tempfile
+    >>> advice = Advice(128, 0.05, 0, ["batch 128: the throughput knee"])
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = advice.save(folder)  # advice.json, advice.md (and a PNG with matplotlib)
+    >>> Advice.load(folder + "/advice.json").learning_rate
+    0.05
+    """
+
+    FORMAT = "kbatch.Advice"
+
+    def __init__(self, batch_size, learning_rate, warmup_steps, reasons, *,
+                 memory=None, throughput=None, noise=None, scaling_law=None,
+                 relative_time=None, settings=None):
+        self.batch_size = int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.reasons = list(reasons)
+        self.memory = memory
+        self.throughput = throughput
+        self.noise = noise
+        self.scaling_law = scaling_law
+        self.relative_time = relative_time or {}
+        self.settings = dict(settings or {})
+
+    def summary(self) -> str:
+        lines = [f"Advice: batch size {self.batch_size}, learning rate "
+                 f"{self.learning_rate:.3g}"
+                 + (f", {self.warmup_steps} warm-up steps" if self.warmup_steps
+                    else ", no warm-up needed")]
+        lines += [f"  - {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"<Advice batch_size={self.batch_size} learning_rate="
+                f"{self.learning_rate:.3g} warmup_steps={self.warmup_steps}>")
+
+    def _fields(self):
+        def as_dict(value):
+            return value.to_dict() if hasattr(value, "to_dict") else value
+
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "reasons": self.reasons,
+            "relative_time": {str(k): v for k, v in self.relative_time.items()},
+            "memory": as_dict(self.memory),
+            "throughput": as_dict(self.throughput),
+            "noise": as_dict(self.noise),
+            "scaling_law": as_dict(self.scaling_law),
+            "settings": self.settings,
+        }
+
+    @classmethod
+    def _from_fields(cls, data):
+        try:
+            batch_size = int(data["batch_size"])
+            learning_rate = float(data["learning_rate"])
+            warmup_steps = int(data["warmup_steps"])
+            reasons = [str(r) for r in data["reasons"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"Corrupt Advice file: {e!r}") from None
+        if batch_size < 1 or not learning_rate > 0 or warmup_steps < 0:
+            raise ValueError("Corrupt Advice file: values out of range.")
+        return cls(batch_size, learning_rate, warmup_steps, reasons,
+                   memory=data.get("memory"), throughput=data.get("throughput"),
+                   noise=data.get("noise"), scaling_law=data.get("scaling_law"),
+                   relative_time={int(k): v for k, v in
+                                  (data.get("relative_time") or {}).items()},
+                   settings=data.get("settings"))
+
+    def save(self, directory) -> dict:
+        """Write `advice.json`, `advice.md` and (with matplotlib) `advice.png`.
+
+        The JSON is written atomically. Returns the paths written.
+        """
+        directory = os.fspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        paths = {"json": os.path.join(directory, "advice.json"),
+                 "markdown": os.path.join(directory, "advice.md")}
+        super().save(paths["json"])
+        with open(paths["markdown"], "w", encoding="utf-8") as f:
+            f.write(self.markdown())
+        try:
+            from kbatch import plotting
+
+            plotting.require_matplotlib()
+        except ImportError:
+            return paths
+        paths["png"] = os.path.join(directory, "advice.png")
+        self.plot(path=paths["png"])
+        return paths
+
+    @classmethod
+    def load(cls, path) -> Advice:
+        """Read `advice.json` (or the directory holding it)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "advice.json")
+        return super().load(path)
+
+    def markdown(self) -> str:
+        lines = ["# kbatch advice", "",
+                 f"- **Batch size:** {self.batch_size}",
+                 f"- **Learning rate:** {self.learning_rate:.4g}",
+                 f"- **Warm-up:** {self.warmup_steps} steps", "", "## Why", ""]
+        lines += [f"- {reason}" for reason in self.reasons]
+        if self.relative_time:
+            lines += ["", "## Predicted time to a target loss", "",
+                      "| batch size | relative time |", "|---|---|"]
+            for size, rel in sorted(self.relative_time.items()):
+                mark = " (advised)" if size == self.batch_size else ""
+                shown = f"{rel:.2f}" if rel is not None and math.isfinite(rel) else "-"
+                lines.append(f"| {size}{mark} | {shown} |")
+        lines += ["", "Measurements in `advice.json`; figure in `advice.png`.", ""]
+        return "\n".join(lines)
+
+    def plot(self, path=None):
+        """The four panels: range tests, LR scaling, throughput, time to target."""
+        from kbatch import plotting
+
+        plt = plotting.require_matplotlib()
+        fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+        law = self.scaling_law
+        if law is not None and hasattr(law, "results"):
+            ax = axes[0, 0]
+            lows, highs = [], []
+            for b, result in zip(law.batch_sizes, law.results):
+                ok = np.isfinite(result.trend)
+                if ok.any():
+                    lows.append(np.nanmin(result.trend))
+                    highs.append(result.trend[0])
+                line = ax.plot(result.effective_lrs[ok], result.trend[ok],
+                               label=f"B={b}")[0]
+                lr = result.suggestion()
+                ax.axvline(lr, color=line.get_color(), linestyle=":", linewidth=1)
+            if lows:
+                pad = 0.1 * (max(highs) - min(lows))
+                ax.set_ylim(min(lows) - pad, max(highs) + 3 * pad)
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("loss (trend)")
+            ax.set_title("LR range tests")
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.25)
+            plotting.plot_scaling_law(law, ax=axes[0, 1])
+            axes[0, 1].axvline(self.batch_size, color="black", linestyle="--")
+        cap = None
+        if self.memory is not None and hasattr(self.memory, "train_batch_size"):
+            cap = self.memory.train_batch_size
+        if self.throughput is not None and hasattr(self.throughput, "batch_sizes"):
+            plotting.plot_throughput(self.throughput, ax=axes[1, 0],
+                                     chosen=self.batch_size, memory_cap=cap)
+        ax = axes[1, 1]
+        if self.relative_time:
+            sizes = sorted(self.relative_time)
+            ax.plot(sizes, [self.relative_time[s] for s in sizes], marker="o")
+            ax.axvline(self.batch_size, color="black", linestyle="--",
+                       label=f"advised: {self.batch_size}")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("relative time to target")
+            title = "Predicted time to a target loss"
+            if self.noise is not None and hasattr(self.noise, "b_simple"):
+                title += f" (B_simple={self.noise.b_simple:.3g})"
+            ax.set_title(title)
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.25)
+        fig.suptitle(f"kbatch advice: batch {self.batch_size}, LR "
+                     f"{self.learning_rate:.3g}")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+        return fig
+
+
+def _candidates(n, cap, batch_sizes):
+    if batch_sizes is not None:
+        sizes = [check_int(f"batch_sizes[{i}]", b, minimum=1)
+                 for i, b in enumerate(batch_sizes)]
+        if sorted(set(sizes)) != sizes or len(sizes) < 2:
+            raise ValueError(
+                "Argument `batch_sizes` must hold two or more strictly increasing "
+                f"sizes. Received: batch_sizes={list(batch_sizes)}")
+        return sizes
+    top = min(cap, max(16, n // 4))
+    sizes = [2**k for k in range(4, 20) if 2**k <= top]
+    if len(sizes) < 2:
+        raise ValueError(
+            f"Too few samples ({n}) to compare batch sizes: the advisor needs at "
+            "least 128 samples, or explicit `batch_sizes`.")
+    return sizes
+
+
+def advise(
+    build_model,
+    x,
+    y=None,
+    *,
+    batch_sizes=None,
+    max_batch_size: int | None = None,
+    train_steps: int = 200,
+    noise_steps: int = 30,
+    range_test_steps: int = 100,
+    throughput_steps: int = 30,
+    seed: int = 0,
+    verbose="auto",
+) -> Advice:
+    """Measure, then advise a batch size, a learning rate and a warm-up.
+
+    Four measurements, each printed as it finishes:
+
+    1. **Memory**: the largest batch that trains (`find_max_batch_size`), a
+       hard cap.
+    2. **Throughput** at each candidate batch size (`measure_throughput`), and
+       its knee.
+    3. **LR scaling**: an LR range test at several batch sizes
+       (`lr_scaling_law`), which gives the learning rate for any batch size.
+    4. **Gradient noise scale** `B_simple` (`measure_noise_scale`), measured
+       after `train_steps` steps of training at the smallest batch size, since
+       it is tiny at initialization.
+
+    The advised batch size minimises the predicted time to reach a given loss,
+    `(B + B_noise) / throughput(B)` (McCandlish et al. 2018, with
+    `B_noise ~ B_simple`), among the candidates that fit in memory: below the
+    critical batch size a larger batch saves steps almost for free, above it
+    the extra samples are wasted unless the hardware is idle. The learning rate
+    comes from the fitted scaling law at that batch size; a warm-up of two
+    epochs is advised when it is more than twice the small-batch LR.
+
+    Args:
+        build_model: A function returning a fresh compiled model (called
+            several times).
+        x, y: Training samples as arrays.
+        batch_sizes: Candidate batch sizes. Defaults to powers of two from 16
+            up to a quarter of the samples and the memory cap.
+        max_batch_size: Integer. Upper bound of the memory search. Defaults to
+            the number of samples (at most 8192).
+        train_steps: Integer. Training steps before measuring the noise scale.
+        noise_steps: Integer. Batches measured for the noise scale.
+        range_test_steps: Integer. Steps of each range test.
+        throughput_steps: Integer. Timed steps per batch size.
+        seed: Integer. Defaults to `0`.
+        verbose: `"auto"`, `0` or `1` (progress lines).
+
+    Returns:
+        An `Advice`: `.batch_size`, `.learning_rate`, `.warmup_steps`,
+        `.reasons`, `.save(directory)`.
+
+    Example (small settings, so that it runs in seconds):
+
+    >>> import keras, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((1024, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> def build_model():
+    ...     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile("sgd", "sparse_categorical_crossentropy")
+    ...     return model
+    >>> advice = advise(build_model, x, y, batch_sizes=[16, 64], train_steps=20,
+    ...                 noise_steps=5, range_test_steps=40, throughput_steps=5,
+    ...                 verbose=0)
+    >>> advice.batch_size in (16, 64) and advice.learning_rate > 0
+    True
+    >>> len(advice.reasons) >= 4  # memory, throughput, noise scale, LR scaling
+    True
+    """
+    if not callable(build_model):
+        raise TypeError("Argument `build_model` must be a function returning a "
+                        f"compiled model. Received: {build_model!r}")
+    verbose = check_verbose(verbose)
+    if not _data.is_array_like(x):
+        raise TypeError(
+            "advise needs the training samples as arrays (it builds batches of "
+            f"many sizes). Received: x of type {type(x).__name__}")
+    x, y, n = _data.check_arrays(x, y)
+    limit = check_int("max_batch_size", max_batch_size, minimum=1,
+                      allow_none=True) or min(8192, n)
+    started = time.perf_counter()
+
+    def say(text):
+        if verbose:
+            print(f"[advise {time.perf_counter() - started:5.0f}s] {text}", flush=True)
+
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+    candidates = _candidates(n, limit, batch_sizes)
+    say(f"{n} samples; candidate batch sizes {candidates}")
+
+    memory = find_max_batch_size(model, x, y, start=candidates[0],
+                                 max_batch_size=max(limit, candidates[-1]),
+                                 evaluation=False, verbose=0)
+    if memory.train_batch_size is None:
+        raise RuntimeError(
+            f"Not even batch size {candidates[0]} fits in memory for training.")
+    cap = memory.train_batch_size
+    say(f"memory: largest batch that trains {memory.largest_train}"
+        + (" (the search limit)" if memory.hit_limit else "")
+        + f"; cap with margin {cap}")
+    fitting = [b for b in candidates if b <= cap] or [candidates[0]]
+
+    throughput = measure_throughput(model, x, y, batch_sizes=fitting,
+                                    num_steps=throughput_steps, warmup_steps=5,
+                                    verbose=0)
+    say(f"throughput: knee at batch {throughput.knee}, best "
+        f"{throughput.best:,.0f} samples/s")
+    del model
+
+    law_sizes = _spread(fitting, 4)
+    law = lr_scaling_law(build_model, x, y, batch_sizes=law_sizes,
+                         num_steps=range_test_steps, seed=seed, verbose=0)
+    say(f"LR scaling: {law.verdict()}")
+
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+    small = fitting[0]
+    model.optimizer.learning_rate = (law.learning_rates[0]
+                                     if law.batch_sizes[0] == small
+                                     else law.predict(small, "noise"))
+    steps_per_epoch = -(-n // small)
+    model.fit(x, y, batch_size=small, epochs=max(1, -(-train_steps // steps_per_epoch)),
+              steps_per_epoch=min(train_steps, steps_per_epoch), verbose=0)
+    noise_batch = fitting[-1] if fitting[-1] % 4 == 0 else fitting[-1] - fitting[-1] % 4
+    noise = measure_noise_scale(model, x, y, batch_size=max(noise_batch, 8),
+                                num_steps=noise_steps, num_micro_batches=4,
+                                seed=seed, verbose=0)
+    del model
+    low, high = noise.interval
+    say(f"noise scale: B_simple {noise.b_simple:.3g} (90% interval {low:.3g}.."
+        f"{high:.3g}) after {train_steps} training steps")
+
+    b_noise = noise.b_simple if math.isfinite(noise.b_simple) else float(fitting[-1])
+    rel = time_to_target(fitting, [throughput.samples_per_second[
+        throughput.batch_sizes.index(b)] for b in fitting], max(b_noise, 0.0))
+    relative_time = {b: (float(r) if math.isfinite(r) else None)
+                     for b, r in zip(fitting, rel)}
+    finite = [b for b in fitting if relative_time[b] is not None]
+    chosen = min(finite, key=lambda b: relative_time[b]) if finite else fitting[0]
+    lr = law.predict(chosen, "noise")
+    lr_small = law.learning_rates[0]
+    warmup = 2 * -(-n // chosen) if lr > 2 * lr_small else 0
+
+    reasons = [
+        f"memory: batches up to {memory.largest_train} train"
+        + (" (the search limit, not memory, stopped the search)" if memory.hit_limit
+           else f"; {cap} keeps a {memory.margin:.0%} margin"),
+        f"throughput: {throughput.knee} already reaches {throughput.fraction:.0%} of "
+        f"the best {throughput.best:,.0f} samples/s",
+        f"gradient noise scale: B_simple = {noise.b_simple:.3g} "
+        f"({low:.3g}..{high:.3g}); batches well above it waste samples",
+        f"time to a target loss ~ (B + B_noise) / throughput(B) is lowest at "
+        f"{chosen} among {finite}",
+        f"LR scaling measured on this model: {law.verdict()}",
+        "the range tests see the start of training, where B_noise is small "
+        f"(fit: {law.b_noise:.3g}); it grows as the loss falls (B_simple = "
+        f"{noise.b_simple:.3g} after {train_steps} steps), so later in training a "
+        "larger batch can take a proportionally larger LR (rule='noise_aware' "
+        "with kbatch.ScaleLearningRate)",
+        f"learning rate {lr:.3g} at batch {chosen} from the fitted noise law "
+        f"({lr_small:.3g} at batch {law.batch_sizes[0]})",
+        (f"warm-up: the LR is {lr / lr_small:.1f}x the small-batch LR, so ramp up "
+         f"over {warmup} steps (two epochs; Goyal et al. 2017)") if warmup else
+        "warm-up: not needed, the LR is within 2x of the small-batch LR",
+    ]
+    say(f"advice: batch {chosen}, LR {lr:.3g}, warm-up {warmup} steps")
+    return Advice(chosen, lr, warmup, reasons, memory=memory, throughput=throughput,
+                  noise=noise, scaling_law=law, relative_time=relative_time,
+                  settings={"samples": n, "candidates": candidates, "seed": seed,
+                            "train_steps": train_steps, "seconds": round(
+                                time.perf_counter() - started, 1)})
+
+
+def _spread(sizes, count):
+    """Up to `count` sizes spread over `sizes`, first and last included."""
+    if len(sizes) <= count:
+        return list(sizes)
+    idx = np.unique(np.round(np.linspace(0, len(sizes) - 1, count)).astype(int))
+    return [sizes[i] for i in idx]

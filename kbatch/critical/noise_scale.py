@@ -1,0 +1,380 @@
+"""The gradient noise scale: a `fit` callback and a one-call measurement."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from kbatch._internal import backend as _backend
+from kbatch._internal import data as _data
+from kbatch._internal import io as _io
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.building import ensure_built
+from kbatch._internal.model_checks import check_compiled_model
+from kbatch._internal.results import Result
+from kbatch._internal.state import TrainingState
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+from kbatch._internal.validate import check_verbose
+from kbatch.critical import estimators
+
+__all__ = [
+    "GradientNoiseScale",
+    "NoiseScaleResult",
+    "measure_noise_scale",
+]
+
+
+def _check_micro(num_micro_batches):
+    return check_int("num_micro_batches", num_micro_batches, minimum=2)
+
+
+def _loss_scale(optimizer) -> float:
+    scale = _optimizer.loss_scale_variable(optimizer)
+    return 1.0 if scale is None else float(scale.numpy())
+
+
+class GradientNoiseScale(keras.callbacks.Callback):
+    """Measure the gradient noise scale `B_simple` during `fit`.
+
+    Every `interval` steps the current batch is split into `num_micro_batches`
+    micro-batches; their gradients give `|G_small|^2` (mean over micro-batches)
+    and `|G_big|^2` (of their mean, the batch gradient), from which the
+    two-batch estimator of McCandlish et al. (2018) gives unbiased estimates of
+    `|G|^2` and `tr(Sigma)`. Each is smoothed by a bias-corrected moving
+    average (`beta`), and their ratio, `B_simple`, is logged each epoch as
+    `gradient_noise_scale` (so History and TensorBoard get it). The critical
+    batch size, past which larger batches stop paying off in steps, is of the
+    order of `B_simple`; it grows as training progresses.
+
+    Gradients are computed in float32, without loss scaling (a
+    `LossScaleOptimizer`'s scale is applied and removed), and a measurement
+    whose gradients overflow is skipped. The measurement does not change the
+    model: batch-norm statistics and seed states are put back. Batches whose
+    size `num_micro_batches` does not divide (a short last batch) are skipped.
+
+    Keras callbacks do not see the batch, so the callback compiles a second
+    train function that also measures, and switches to it only on the steps
+    that are due: the other steps run Keras' own train function, unchanged.
+    TensorFlow backend; not under a `tf.distribute` strategy.
+
+    Reference: S. McCandlish et al., "An Empirical Model of Large-Batch
+    Training", 2018, https://arxiv.org/abs/1812.06162, Appendix A.1.
+
+    Args:
+        interval: Integer. Measure every `interval` steps. Defaults to `20`
+            (about 5% of the training time).
+        num_micro_batches: Integer >= 2. Parts the batch is split into.
+            Defaults to `4`.
+        beta: Float in `[0, 1)`. Moving-average coefficient. Defaults to `0.99`.
+
+    Attributes:
+        b_simple: The current estimate.
+        history: Per measurement: step, `|G|^2` and `tr(Sigma)` estimates.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(512, 4).astype("float32")
+    >>> y = (x @ np.arange(4.0) > 3).astype("int32")
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile("sgd", "sparse_categorical_crossentropy")
+    >>> gns = GradientNoiseScale(interval=2)
+    >>> history = model.fit(x, y, batch_size=64, epochs=2, callbacks=[gns],
+    ...                     verbose=0)
+    >>> "gradient_noise_scale" in history.history
+    True
+    """
+
+    def __init__(self, interval: int = 20, num_micro_batches: int = 4,
+                 beta: float = 0.99):
+        super().__init__()
+        self.interval = check_int("interval", interval, minimum=1)
+        self.num_micro_batches = _check_micro(num_micro_batches)
+        self.beta = check_number("beta", beta, low=0.0, high=1.0,
+                                 high_inclusive=False)
+        self._reset()
+
+    def _reset(self):
+        self.ema = estimators.NoiseScaleEMA(self.beta)
+        self.history = []
+        self._normal = None
+        self._measuring = None
+        self._vars = None
+        self._steps = 0
+        self._due = False
+        self._seen = 0
+
+    @property
+    def b_simple(self) -> float:
+        return self.ema.b_simple
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        model = self.model
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError("`GradientNoiseScale` needs a compiled model.")
+        backend = _backend.current()
+        strategy = getattr(model, "distribute_strategy", None)
+        if getattr(strategy, "num_replicas_in_sync", 1) > 1:
+            raise ValueError(
+                "`GradientNoiseScale` does not support tf.distribute strategies "
+                "yet; measure with `kbatch.measure_noise_scale` on one device."
+            )
+        self._spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        self._vars = {
+            name: keras.Variable(0, dtype=dtype, trainable=False,
+                                 name=f"kbatch_gns_{name}")
+            for name, dtype in (("measured", "int64"), ("small", "float32"),
+                                ("big", "float32"), ("batch", "int64"))
+        }
+        # Two train functions: Keras' own, and one that also measures. The
+        # callback switches to the second only on the steps that are due, so
+        # the other steps run exactly the graph they would run without it.
+        model.make_train_function()
+        self._normal = model.train_function
+        original = model.train_step
+        v, k = self._vars, self.num_micro_batches
+        scale_var = _optimizer.loss_scale_variable(model.optimizer)
+
+        def measuring_train_step(data):
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            batch = keras.ops.shape(keras.tree.flatten(x)[0])[0]
+
+            def measure():
+                scale = (keras.ops.cast(scale_var.value, "float32")
+                         if scale_var is not None else 1.0)
+                small, big = backend.micro_batch_norms(model, x, y, sample_weight,
+                                                       k, scale)
+                v["small"].assign(small)
+                v["big"].assign(big)
+                v["batch"].assign(keras.ops.cast(batch, "int64"))
+                v["measured"].assign_add(1)
+                return keras.ops.convert_to_tensor(0)
+
+            keras.ops.cond(keras.ops.equal(batch % k, 0), measure,
+                           lambda: keras.ops.convert_to_tensor(0))
+            return original(data)
+
+        model.train_step = measuring_train_step
+        try:
+            model.make_train_function(force=True)
+            self._measuring = model.train_function
+        finally:
+            del model.train_step
+            model.train_function = self._normal
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._normal is None:
+            return
+        start, end = self._steps, self._steps + self._spe
+        self._due = end // self.interval > start // self.interval
+        self.model.train_function = self._measuring if self._due else self._normal
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += self._spe
+        if not self._due:
+            return
+        self._due = False
+        self.model.train_function = self._normal
+        measured = int(self._vars["measured"].numpy())
+        if measured == self._seen:  # the batch was not divisible: skipped
+            return
+        self._seen = measured
+        b_big = int(self._vars["batch"].numpy())
+        b_small = b_big // self.num_micro_batches
+        small = float(self._vars["small"].numpy())
+        big = float(self._vars["big"].numpy())
+        g_sq, trace = estimators.two_batch_estimates(small, big, b_small, b_big)
+        if self.ema.update(g_sq, trace):
+            self.history.append({"step": self._steps, "g_sq": g_sq,
+                                 "trace": trace, "batch_size": b_big})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["gradient_noise_scale"] = float(self.b_simple)
+
+    def on_train_end(self, logs=None):
+        self.release()
+
+    def release(self):
+        """Put Keras' own train function back (also after an interrupted fit)."""
+        if self._normal is not None:
+            self.model.train_function = self._normal
+            self._normal = self._measuring = None
+
+    def get_config(self):
+        return {"interval": self.interval,
+                "num_micro_batches": self.num_micro_batches, "beta": self.beta}
+
+
+class NoiseScaleResult(Result):
+    """Outcome of `measure_noise_scale`: `B_simple`, its interval, the series.
+
+    Attributes:
+        b_simple: `tr(Sigma) / |G|^2` from the means of the estimates.
+        interval: `(low, high)` 90% bootstrap interval over measurements.
+        g_sq, trace: Arrays of the per-measurement estimates.
+        batch_size, num_micro_batches: The two batch sizes were
+            `batch_size // num_micro_batches` and `batch_size`.
+        skipped: Measurements dropped as non-finite.
+
+    Example:
+
+    >>> result = NoiseScaleResult([1.0, 1.1, 0.9], [50.0, 60.0, 40.0],
+    ...                           batch_size=64, num_micro_batches=4)
+    >>> round(result.b_simple, 6)  # mean trace / mean |G|^2
+    50.0
+    """
+
+    FORMAT = "kbatch.NoiseScaleResult"
+
+    def __init__(self, g_sq, trace, *, batch_size, num_micro_batches, skipped=0,
+                 confidence=0.9):
+        self.g_sq = np.asarray(g_sq, dtype=np.float64)
+        self.trace = np.asarray(trace, dtype=np.float64)
+        self.batch_size = int(batch_size)
+        self.num_micro_batches = int(num_micro_batches)
+        self.skipped = int(skipped)
+        self.confidence = confidence
+        self.b_simple = (estimators.b_simple(self.g_sq, self.trace) if self.g_sq.size
+                         else math.nan)
+        self.interval = estimators.bootstrap_interval(self.g_sq, self.trace, confidence)
+
+    @classmethod
+    def _from_fields(cls, data):
+        return cls(_io.floats_from_json(data["g_sq"], "g_sq"),
+                   _io.floats_from_json(data["trace"], "trace"),
+                   batch_size=data["batch_size"],
+                   num_micro_batches=data["num_micro_batches"],
+                   skipped=data.get("skipped", 0),
+                   confidence=float(data.get("confidence", 0.9)))
+
+    def _fields(self):
+        return {
+            "b_simple": self.b_simple if math.isfinite(self.b_simple) else None,
+            "interval": _io.json_floats(self.interval),
+            "confidence": self.confidence,
+            "batch_size": self.batch_size,
+            "num_micro_batches": self.num_micro_batches,
+            "skipped": self.skipped,
+            "g_sq": _io.json_floats(self.g_sq),
+            "trace": _io.json_floats(self.trace),
+        }
+
+    def __repr__(self):
+        low, high = self.interval
+        return (f"<NoiseScaleResult B_simple={self.b_simple:.4g} "
+                f"({int(self.confidence * 100)}% interval {low:.3g}..{high:.3g}), "
+                f"{self.g_sq.size} measurements at batch {self.batch_size}>")
+
+
+def measure_noise_scale(
+    model,
+    x,
+    y=None,
+    *,
+    batch_size: int,
+    num_steps: int = 50,
+    num_micro_batches: int = 4,
+    seed: int | None = None,
+    verbose="auto",
+) -> NoiseScaleResult:
+    """Measure the gradient noise scale of a model at its current weights.
+
+    Draws `num_steps` batches of `batch_size`, splits each into
+    `num_micro_batches` parts, and applies the two-batch estimator of McCandlish
+    et al. (2018) to every one (see `kbatch.critical.estimators`). Nothing is
+    trained: the weights, the optimizer and every other variable are as before
+    afterwards.
+
+    Measure where it matters: `B_simple` is small at initialization and grows
+    as the loss falls, so measure a partly trained model (or use the
+    `GradientNoiseScale` callback during training).
+
+    Args:
+        model: A compiled `keras.Model` (TensorFlow backend).
+        x, y: Training data: arrays, a `tf.data.Dataset`, a `PyDataset` or a
+            generator (as for `find_lr`).
+        batch_size: Integer. The big batch; must be divisible by
+            `num_micro_batches`.
+        num_steps: Integer. Number of batches measured. Defaults to `50`.
+        num_micro_batches: Integer >= 2. Defaults to `4`.
+        seed: Optional integer seed for drawing array batches.
+        verbose: `"auto"`, `0` or `1` (a progress bar).
+
+    Returns:
+        A `NoiseScaleResult`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(512, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> result = measure_noise_scale(model, x, y, batch_size=64, num_steps=10,
+    ...                              seed=0, verbose=0)
+    >>> low, high = result.interval  # B_simple with its bootstrap interval
+    >>> bool(result.b_simple > 0 and low <= result.b_simple <= high)
+    True
+    """
+    check_compiled_model(model, "measure_noise_scale")
+    batch_size = check_int("batch_size", batch_size, minimum=2)
+    num_steps = check_int("num_steps", num_steps, minimum=2)
+    num_micro_batches = _check_micro(num_micro_batches)
+    verbose = check_verbose(verbose)
+    if batch_size % num_micro_batches:
+        raise ValueError(
+            f"Argument `num_micro_batches`={num_micro_batches} must divide "
+            f"`batch_size`={batch_size}, so that the micro-batches are equal. "
+            f"Try num_micro_batches={_divisor_near(batch_size, num_micro_batches)}."
+        )
+    backend = _backend.current()
+    is_dataset = not _data.is_array_like(x)
+    stream = _data.make_stream(x, y, batch_size=None if is_dataset else batch_size,
+                               num_batches=num_steps, seed=seed, model=model)
+    if stream.batch_size != batch_size:
+        raise ValueError(
+            f"The data yields batches of {stream.batch_size}, but "
+            f"batch_size={batch_size} was asked for. Pass the batch size of the "
+            "dataset, or unbatched data."
+        )
+    ensure_built(model, stream.first_batch)
+    state = TrainingState.capture(model)
+    run = backend.compiled_micro_batch_norms(model, num_micro_batches)
+    scale = _loss_scale(model.optimizer)
+    g_sq, trace, skipped = [], [], 0
+    progbar = keras.utils.Progbar(num_steps, unit_name="batch") if verbose else None
+    b_small = batch_size // num_micro_batches
+    try:
+        for i, batch in enumerate(_data.iterate(stream)):
+            if i >= num_steps:
+                break
+            bx, by, bsw = keras.utils.unpack_x_y_sample_weight(batch)
+            if _data.batch_size_of((bx,)) != batch_size:
+                skipped += 1
+                continue
+            small, big = run(bx, by, bsw, scale)
+            estimate = estimators.two_batch_estimates(float(small), float(big), b_small,
+                                                 batch_size)
+            if all(math.isfinite(v) for v in estimate):
+                g_sq.append(estimate[0])
+                trace.append(estimate[1])
+            else:
+                skipped += 1
+            if progbar is not None:
+                progbar.update(i + 1)
+    finally:
+        state.restore()
+    return NoiseScaleResult(g_sq, trace, batch_size=batch_size,
+                            num_micro_batches=num_micro_batches, skipped=skipped)
+
+
+def _divisor_near(n, k):
+    divisors = [d for d in range(2, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - k), d)) if divisors else 1

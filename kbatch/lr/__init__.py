@@ -1,0 +1,16 @@
+"""The learning rate: the LR range test and what it suggests.
+
+- `rules`: the sweep, smoothing and suggestion rules, as pure functions
+  (NumPy only);
+- `range_test.LRRangeTest`: the test as a `model.fit` callback;
+- `find.find_lr`: the front end that runs it and restores the model;
+- `result.LRFinderResult`: the curve, suggestions, plot and JSON file.
+"""
+
+from kbatch.lr import rules
+from kbatch.lr.find import LRFinderWarning
+from kbatch.lr.find import find_lr
+from kbatch.lr.range_test import LRRangeTest
+from kbatch.lr.result import LRFinderResult
+
+__all__ = ["LRFinderResult", "LRFinderWarning", "LRRangeTest", "find_lr", "rules"]

@@ -1,0 +1,182 @@
+"""`find_lr`: run an LR range test on a compiled model and leave it untouched."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import keras
+
+from kbatch._internal import data as _data
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.building import ensure_built
+from kbatch._internal.model_checks import check_compiled_model
+from kbatch._internal.model_checks import check_trainable
+from kbatch._internal.state import TrainingState
+from kbatch._internal.validate import check_int
+from kbatch.lr.range_test import MAX_CONSECUTIVE_SKIPS
+from kbatch.lr.range_test import LRRangeTest
+from kbatch.lr.result import LRFinderResult
+
+__all__ = [
+    "LRFinderWarning",
+    "find_lr",
+]
+
+
+class LRFinderWarning(UserWarning):
+    """The range-test curve is unusable or doubtful; the message says the fix.
+
+    Example: a script that must not go on with a doubtful LR turns it into an
+    error (`warnings.simplefilter("error", LRFinderWarning)`); it is a
+    `UserWarning`, shown once per call site by default.
+
+    >>> issubclass(LRFinderWarning, UserWarning)
+    True
+    """
+
+
+def find_lr(
+    model,
+    x,
+    y=None,
+    *,
+    batch_size: int | None = None,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exponential",
+    smoothing: float = 0.98,
+    diverge_threshold: float = 4.0,
+    validation_data=None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    verbose="auto",
+) -> LRFinderResult:
+    """Run an LR range test and return the curve with suggested learning rates.
+
+    Trains `model` for up to `num_steps` steps while the learning rate grows
+    from `min_lr` to `max_lr`, records each batch's own loss, stops when the
+    loss diverges, and then puts the model back exactly as it was: weights,
+    every optimizer variable (iteration count, moments, learning rate or
+    schedule, loss scale), seed states and metrics. The restore also happens
+    after an exception, a NaN or Ctrl-C.
+
+    Data can be NumPy arrays (batched here with a local random generator, so
+    global random states are left alone), a `tf.data.Dataset` (batched, or
+    unbatched together with `batch_size`), a `keras.utils.PyDataset` or a Python
+    generator of batches. Data shorter than the test is cycled; a generator is
+    consumed and its batches replayed.
+
+    Reference: Leslie N. Smith, "Cyclical Learning Rates for Training Neural
+    Networks", 2017, https://arxiv.org/abs/1506.01186.
+
+    Args:
+        model: A compiled `keras.Model`.
+        x: Input data (see above).
+        y: Targets, for array inputs only.
+        batch_size: Integer. Batch size for array inputs (default `32`) or for
+            an unbatched `tf.data.Dataset`. Must be `None` for pre-batched data.
+        min_lr: Float. First learning rate. Defaults to `1e-7`.
+        max_lr: Float. Last learning rate. Defaults to `10.0`.
+        num_steps: Integer. Number of learning rates tried. Defaults to `100`.
+        mode: `"exponential"` or `"linear"`. Defaults to `"exponential"`.
+        smoothing: Float in `[0, 1)`. EMA coefficient of the loss. Defaults to
+            `0.98`.
+        diverge_threshold: Float `> 1`. Stop when the smoothed loss exceeds this
+            multiple of its best value. Defaults to `4.0`.
+        validation_data: Optional few fixed batches (`(x, y)` arrays, a batched
+            `tf.data.Dataset` or a `PyDataset`); the curve then uses their loss
+            after each step. Slower, less noisy.
+        shuffle: Boolean. Shuffle array inputs. Defaults to `True`.
+        seed: Optional integer seed for shuffling array inputs.
+        verbose: `"auto"`, `0`, `1` or `2`. Defaults to `"auto"` (progress bar).
+
+    Returns:
+        An `LRFinderResult`: `.suggestion()`, `.suggestions()`, `.plot()`,
+        `.save(path)`, and the raw `.lrs` / `.losses`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(1024, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(16, activation="relu"),
+    ...     keras.layers.Dense(2, activation="softmax"),
+    ... ])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    >>> result = find_lr(model, x, y, min_lr=1e-5, num_steps=60, verbose=0)
+    >>> lr = result.suggestion()  # then: model.optimizer.learning_rate = lr
+    >>> 1e-5 < lr < 10.0
+    True
+    """
+    # The callback checks the sweep's arguments; nothing has touched the model.
+    callback = LRRangeTest(
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_steps=num_steps,
+        mode=mode,
+        smoothing=smoothing,
+        diverge_threshold=diverge_threshold,
+        restore_weights=False,
+        verbose=verbose,
+    )
+    check_compiled_model(model, "find_lr")
+    if seed is not None:
+        check_int("seed", seed, minimum=0)
+
+    optimizer = model.optimizer
+    spe = getattr(model, "steps_per_execution", 1) or 1
+    group = _data.lcm(int(spe), _optimizer.gradient_accumulation_steps(optimizer))
+    mixed = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    # Steps the loss scaler skips are retried: allow for as many again, plus the
+    # run of skips while a too-large initial scale halves down.
+    skips = num_steps + MAX_CONSECUTIVE_SKIPS if mixed else 0
+    budget = (num_steps + skips) * group
+    stream = _data.make_stream(
+        x,
+        y,
+        batch_size=batch_size,
+        num_batches=budget,
+        shuffle=shuffle,
+        seed=seed,
+        model=model,
+    )
+    if validation_data is not None:
+        validation_data = _data.fixed_batches(validation_data, stream.batch_size)
+
+    ensure_built(model, stream.first_batch)
+    check_trainable(model)
+
+    callback.validation_data = validation_data
+    callback._equal_batches = stream.equal_batches
+    fit_kwargs = stream.fit_kwargs()
+    state = TrainingState.capture(model)
+    started = time.perf_counter()
+    try:
+        model.fit(**fit_kwargs, epochs=1, callbacks=[callback], verbose=0)
+    finally:
+        callback.release()
+        state.restore()
+    seconds = time.perf_counter() - started
+
+    result = callback.result
+    result.batch_size = stream.batch_size
+    result.metadata.update(
+        {
+            "model": model.name,
+            "optimizer": type(_optimizer.base_optimizer(optimizer)).__name__,
+            "loss_scaled": mixed,
+            "dtype_policy": model.dtype_policy.name,
+            "data": stream.kind,
+            "steps_per_execution": int(spe),
+            "seconds": round(seconds, 3),
+        }
+    )
+    for problem in result.diagnose():
+        warnings.warn(problem, LRFinderWarning, stacklevel=2)
+    if callback.verbose:
+        print(result.summary())
+    return result

@@ -1,0 +1,270 @@
+"""`ScaleLearningRate`: one line for the right LR at the batch size you train with."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+from kbatch._internal.validate import check_verbose
+from kbatch.scaling.optimizer_rule import default_rule
+from kbatch.scaling.rules import scaling_factor
+from kbatch.scaling.schedules import BatchScaledSchedule
+
+__all__ = [
+    "ScaleLearningRate",
+    "global_batch_size",
+]
+
+
+def global_batch_size(model, batch_size=None, per_replica_batch_size=None):
+    """The global batch size of one optimizer update, and how it was counted.
+
+    Under a `tf.distribute` strategy Keras splits the batch given to `fit`
+    across replicas, so that batch is already global; a batch counted per
+    replica (as in custom training loops) is multiplied by the number of
+    replicas. With `gradient_accumulation_steps=a`, one update averages `a`
+    batches. Give exactly one of the two batch sizes.
+
+    Returns:
+        `(global_batch_size, parts)` where `parts` is a dict with
+        `batch_size` (as given to `fit`), `replicas` and `accumulation`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.01, gradient_accumulation_steps=4),
+    ...               "mse")
+    >>> batch, parts = global_batch_size(model, batch_size=32)
+    >>> batch, parts["accumulation"]  # 4 batches of 32 per update
+    (128, 4)
+    """
+    if (batch_size is None) == (per_replica_batch_size is None):
+        raise ValueError(
+            "Give exactly one of `batch_size` (what you pass to `fit`, which Keras "
+            "splits across replicas) and `per_replica_batch_size`. Received: "
+            f"batch_size={batch_size!r}, "
+            f"per_replica_batch_size={per_replica_batch_size!r}"
+        )
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+    if batch_size is None:
+        per_replica = check_int("per_replica_batch_size", per_replica_batch_size,
+                                minimum=1)
+        batch_size = per_replica * replicas
+    else:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    accumulation = _optimizer.gradient_accumulation_steps(model.optimizer)
+    parts = {
+        "batch_size": batch_size,
+        "replicas": replicas,
+        "accumulation": accumulation,
+        "strategy": type(strategy).__name__ if strategy is not None else None,
+    }
+    return batch_size * accumulation, parts
+
+
+class ScaleLearningRate(keras.callbacks.Callback):
+    """Train at the learning rate scaled to the batch size actually used.
+
+    You know a learning rate that works at some batch size (from a paper, an
+    earlier run or `kbatch.find_lr`). Add this callback to `fit` and the
+    optimizer trains with that rate scaled to the **global** batch size of this
+    run: the batch given to `fit` (Keras splits it across the replicas of a
+    `tf.distribute` strategy) times the optimizer's
+    `gradient_accumulation_steps`. The rate follows a `BatchScaledSchedule`
+    (optional linear warm-up from the base rate, then constant or the shape of
+    any Keras schedule), which replaces the optimizer's learning rate and stays
+    with the model when it is saved.
+
+    At the start of training the callback prints which rate it chose and why;
+    after the first step it checks the batch size against the number of
+    samples Keras actually averaged, and warns when they differ. The rate of
+    each epoch is added to the logs as `learning_rate` (History, TensorBoard).
+
+    Args:
+        base_learning_rate: Float. The learning rate that works at
+            `base_batch_size`.
+        base_batch_size: Integer. The global batch size it was found at.
+        batch_size: Integer. The batch size given to `fit` (or the batch of a
+            batched dataset). Give this or `per_replica_batch_size`.
+        per_replica_batch_size: Integer. The batch size per replica.
+        rule: `"auto"` (`kbatch.default_rule`: linear for SGD, square root for
+            adaptive optimizers), or any rule of `kbatch.scale_lr`. Defaults to
+            `"auto"`.
+        noise_scale: Float. Gradient noise scale, for `rule="noise_aware"`.
+        warmup_steps: Integer. Steps of linear warm-up (batches seen by `fit`).
+            Defaults to `0`.
+        warmup_epochs: Float. Warm-up length in epochs instead (converted with
+            the number of steps per epoch of the `fit` call).
+        after: Optional Keras `LearningRateSchedule` to follow after warm-up.
+        verbose: `0` (silent) or `1` (print the choice). Defaults to `1`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x, y = np.random.rand(256, 4), np.random.rand(256, 1)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(keras.optimizers.SGD(0.01), "mse")
+    >>> scale = ScaleLearningRate(0.01, base_batch_size=32, batch_size=128,
+    ...                           verbose=0)
+    >>> _ = model.fit(x, y, batch_size=128, callbacks=[scale], verbose=0)
+    >>> round(scale.schedule.learning_rate, 6)  # linear rule for SGD: 0.01 * 4
+    0.04
+    """
+
+    def __init__(
+        self,
+        base_learning_rate: float,
+        base_batch_size: int,
+        batch_size: int | None = None,
+        *,
+        per_replica_batch_size: int | None = None,
+        rule="auto",
+        noise_scale: float | None = None,
+        warmup_steps: int = 0,
+        warmup_epochs: float | None = None,
+        after=None,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        self.base_learning_rate = check_number(
+            "base_learning_rate", base_learning_rate, positive=True
+        )
+        self.base_batch_size = check_int("base_batch_size", base_batch_size,
+                                         minimum=1)
+        if (batch_size is None) == (per_replica_batch_size is None):
+            raise ValueError(
+                "Give exactly one of `batch_size` and `per_replica_batch_size`. "
+                f"Received: batch_size={batch_size!r}, "
+                f"per_replica_batch_size={per_replica_batch_size!r}"
+            )
+        self.batch_size = check_int("batch_size", batch_size, minimum=1,
+                                    allow_none=True)
+        self.per_replica_batch_size = check_int(
+            "per_replica_batch_size", per_replica_batch_size, minimum=1,
+            allow_none=True,
+        )
+        if rule != "auto":
+            scaling_factor(1, 1, rule, noise_scale)  # validates
+        self.rule = rule
+        self.noise_scale = noise_scale
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        if warmup_epochs is not None:
+            warmup_epochs = check_number("warmup_epochs", warmup_epochs, low=0.0)
+            if warmup_steps:
+                raise ValueError(
+                    "Give `warmup_steps` or `warmup_epochs`, not both. Received: "
+                    f"warmup_steps={warmup_steps}, warmup_epochs={warmup_epochs}"
+                )
+        self.warmup_epochs = warmup_epochs
+        self.after = after
+        self.verbose = check_verbose(verbose)
+        self.schedule = None
+        self.explanation = None
+        self._expected_samples = None
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "`ScaleLearningRate` needs a compiled model. Call "
+                "`model.compile(optimizer=..., loss=...)` first."
+            )
+        global_batch, parts = global_batch_size(
+            model, self.batch_size, self.per_replica_batch_size
+        )
+        rule = self.rule
+        why_rule = ""
+        if rule == "auto":
+            rule = default_rule(model.optimizer)
+            name = type(_optimizer.base_optimizer(model.optimizer)).__name__
+            why_rule = f" (the usual rule for {name})"
+        warmup = self.warmup_steps
+        if self.warmup_epochs is not None:
+            steps = (self.params or {}).get("steps")
+            if not steps:
+                raise ValueError(
+                    "`warmup_epochs` needs the number of steps per epoch, which "
+                    "this `fit` call does not know (an infinite dataset without "
+                    "`steps_per_epoch`?). Use `warmup_steps` instead."
+                )
+            warmup = round(self.warmup_epochs * steps)
+        self.schedule = BatchScaledSchedule(
+            self.base_learning_rate,
+            self.base_batch_size,
+            global_batch,
+            rule=rule,
+            noise_scale=self.noise_scale,
+            warmup_steps=warmup,
+            after=self.after,
+        )
+        _optimizer.base_optimizer(model.optimizer).learning_rate = self.schedule
+        model.make_train_function(force=True)
+        self._expected_samples = parts["batch_size"]
+        self.explanation = _explain(self.schedule, parts, global_batch, rule,
+                                    why_rule)
+        if self.verbose:
+            print(self.explanation)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._expected_samples is None:
+            return
+        expected, self._expected_samples = self._expected_samples, None
+        for metric in getattr(self.model, "metrics", []):
+            if metric.name == "loss" and hasattr(metric, "count"):
+                seen = float(metric.count.numpy())
+                steps = getattr(self.model, "steps_per_execution", 1) or 1
+                if seen > 0 and abs(seen / steps - expected) > 0.5:
+                    warnings.warn(
+                        f"ScaleLearningRate was told the batch size is {expected}, "
+                        f"but the first step averaged {seen / steps:g} samples. "
+                        "The learning rate was scaled for the wrong batch size: "
+                        "pass the batch size your data really has.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                return
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _optimizer.current_learning_rate(
+                self.model.optimizer
+            )
+
+    def get_config(self):
+        return {
+            "base_learning_rate": self.base_learning_rate,
+            "base_batch_size": self.base_batch_size,
+            "batch_size": self.batch_size,
+            "per_replica_batch_size": self.per_replica_batch_size,
+            "rule": self.rule,
+            "noise_scale": self.noise_scale,
+            "warmup_steps": self.warmup_steps,
+            "warmup_epochs": self.warmup_epochs,
+            "verbose": self.verbose,
+        }
+
+
+def _explain(schedule, parts, global_batch, rule, why_rule):
+    counted = f"{parts['batch_size']}"
+    if parts["replicas"] > 1:
+        counted += (f" (split over {parts['replicas']} replicas of "
+                    f"{parts['strategy']})")
+    if parts["accumulation"] > 1:
+        counted += f" x {parts['accumulation']} accumulated micro-batches"
+    text = (
+        f"ScaleLearningRate: global batch {global_batch} = {counted}; "
+        f"{rule!r} rule{why_rule}: {schedule.base_learning_rate:g} at batch "
+        f"{schedule.base_batch_size} -> {schedule.learning_rate:.4g} at batch "
+        f"{global_batch}"
+    )
+    if schedule.warmup_steps:
+        text += f", reached after a linear warm-up of {schedule.warmup_steps} steps"
+    if schedule.after is not None:
+        text += f", then following {type(schedule.after).__name__}"
+    return text + "."

@@ -1,0 +1,551 @@
+"""`BatchLRHyperModel`: search batch size and learning rate together, with
+KerasTuner.
+
+Searched independently, the batch size and the learning rate waste most
+trials: the good LR moves with the batch size. `BatchLRHyperModel` searches the
+LR as a multiplier around the rate scaled to each batch size, from one LR range
+test, and keeps every trial below the edge of stability measured by the range
+tests. It runs on KerasTuner's own tuners (`RandomSearch`,
+`BayesianOptimization`, `Hyperband`, `GridSearch`) and distributed engine, and
+on `PatternSearch`, a sequential search made for it (one axis at a time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import warnings
+
+import keras
+import keras_tuner
+import numpy as np
+
+from kbatch import precision
+from kbatch._internal import backend as _backend
+from kbatch._internal import data as _data
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.validate import check_choice
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+from kbatch.lr import rules as lr_rules
+from kbatch.precision import dtype_policy
+from kbatch.scaling import rules as scaling_rules
+from kbatch.scaling.optimizer_rule import default_rule
+from kbatch.scaling.scale_learning_rate import global_batch_size
+from kbatch.scaling.schedules import BatchScaledSchedule
+from kbatch.tuner import search_state
+from kbatch.tuner.errors import OutOfMemoryError
+from kbatch.tuner.recorder import TrialRecorder
+
+__all__ = [
+    "CACHE_FILE",
+    "PARAMETRIZATIONS",
+    "POLICIES",
+    "BatchLRHyperModel",
+    "divergence_lr",
+    "resolve_policy",
+]
+
+PARAMETRIZATIONS = ("scaled", "independent")
+POLICIES = precision.POLICIES
+CACHE_FILE = search_state.CACHE_FILE
+
+
+def resolve_policy(mixed_precision) -> str | None:
+    """`"auto"` -> `kbatch.precision.auto_policy()`; float32 is `None`.
+
+    Example:
+
+    >>> resolve_policy("float32") is None, resolve_policy("mixed_bfloat16")
+    (True, 'mixed_bfloat16')
+    """
+    policy = precision.resolve(mixed_precision)
+    return None if policy == "float32" else policy
+
+
+def divergence_lr(result) -> float | None:
+    """The LR at which a range test's loss climbed back above its start
+    (`kbatch.lr.rules.divergence_lr` of an `LRFinderResult`).
+
+    Example:
+
+    >>> import numpy as np, kbatch
+    >>> lrs = np.geomspace(1e-4, 1.0, 50)
+    >>> losses = 1.0 - 0.5 * np.log10(lrs / 1e-4) / 4 + 40 * lrs ** 2
+    >>> result = kbatch.LRFinderResult(lrs, losses)
+    >>> 0.05 < divergence_lr(result) < 0.3  # where the loss is back to 1.0
+    True
+    """
+    return lr_rules.divergence_lr(result.effective_lrs, result.trend,
+                                  diverged=result.diverged)
+
+
+class BatchLRHyperModel(keras_tuner.HyperModel):
+    """Search the batch size and the learning rate together.
+
+    `build_model(hp)` returns your compiled model, as for any KerasTuner
+    search (declare other hyperparameters on `hp` as usual). The hypermodel
+    adds two: `batch_size` (a choice among `batch_sizes`, declared in `build`
+    so that the very first trial honours it too) and the learning rate, and in
+    `fit` trains with that batch size and sets the optimizer's learning rate.
+
+    With `parametrization="scaled"` (the default) the LR is searched as
+    `lr_multiplier`, log-uniform in `multiplier_range`, times a centre that
+    moves with the batch size: the base LR `scale_lr`-ed from
+    `base_batch_size` to the trial's batch size by `scaling_rule`, but never
+    more than `1 / max(multiplier_range)` of the edge of stability (the LR at
+    which the range-test loss diverges, measured at the smallest and the largest
+    batch size and interpolated), so that no trial is wasted past it. With
+    `learning_rate="auto"` the base LR and the edges come from LR range tests
+    (`kbatch.find_lr`) run once, on the first trial's data, and cached in the
+    tuner's project directory, so a resumed search does not rerun them.
+    `parametrization="independent"` searches `learning_rate` log-uniformly in a
+    fixed range, the plain search, for comparison.
+
+    Every trial reports, beside its metrics: `train_seconds`,
+    `samples_per_second`, `updates` (optimizer steps), `batch_size` and
+    `learning_rate`; with `target=("val_accuracy", 0.9)` also
+    `time_to_target` and `epochs_to_target` (`inf` if never reached), usable
+    as objectives: `keras_tuner.Objective("time_to_target", "min")`.
+
+    Out of memory: the trial fails (`keras_tuner.errors.FailedTrialError`), and
+    batch sizes equal to or larger than the smallest that failed are not run
+    again in the search: a later trial that draws one trains at the largest
+    batch size below it instead (its recorded `batch_size` says so), so no
+    further trial fails for memory and the search is not stopped by KerasTuner's
+    limit on consecutive failures. The limit is kept in the project directory
+    for resumed searches.
+
+    Mixed precision: the dtype policy is set while the trial's model is built
+    and put back after, so nothing leaks between trials or into your session
+    (KerasTuner clears the session before every build, which would wipe a policy
+    set before `search`). Under `mixed_float16` batch sizes are rounded up to
+    multiples of 8, and a warning says if the model's output is not float32.
+
+    Args:
+        build_model: Function `hp -> compiled keras.Model`.
+        batch_sizes: Batch sizes to choose from. Defaults to 16 ... 512.
+        learning_rate: `"auto"` (from range tests) or `(low, high)`: for
+            `"scaled"`, the window at `base_batch_size`; for `"independent"`,
+            the search range.
+        base_batch_size: Integer. Batch size of the base LR. Defaults to the
+            middle of `batch_sizes` (shortest extrapolation).
+        scaling_rule: `"auto"` (`kbatch.default_rule` of the optimizer) or any
+            rule of `kbatch.scale_lr`.
+        parametrization: `"scaled"` or `"independent"`.
+        multiplier_range: `(low, high)` of the LR multiplier. Defaults to
+            `(0.25, 4.0)`.
+        lr_steps: Optional integer: the multiplier (or LR) takes this many
+            values on a log grid instead of a continuous range (for
+            `GridSearch`).
+        mixed_precision: `"auto"` (float16 with a GPU, float32 on CPU), a
+            policy name, or `None`.
+        epochs: Integer. Epochs per trial when the tuner does not set them
+            (Hyperband does). Defaults to `10`.
+        warmup: `"auto"` (linear warm-up over 5% of a trial's steps whenever its
+            LR exceeds the base LR), `0` or a number of steps.
+        target: Optional `(metric, value)` or `(metric, value, "max"|"min")`
+            for the time-to-target metrics.
+        cache_dir: Directory for the cached range tests when the tuner's
+            project directory cannot be found. Defaults to `None`.
+        name, tunable: As for `keras_tuner.HyperModel`.
+
+    Example:
+
+    ```python
+    def build_model(hp):
+        model = keras.Sequential([...])
+        model.compile(optimizer=keras.optimizers.SGD(momentum=0.9),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(
+        kbatch.tuner.BatchLRHyperModel(build_model, epochs=10),
+        objective="val_accuracy", max_trials=8, directory="search")
+    tuner.search(x, y, validation_data=(x_val, y_val))
+    print(kbatch.tuner.summarize(tuner).text())
+    ```
+
+    A tiny search that runs in seconds (a fixed LR range, so no range test):
+
+    >>> import keras, keras_tuner, numpy as np, tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((256, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> def build_model(hp):
+    ...     model = keras.Sequential([keras.Input((8,)),
+    ...                               keras.layers.Dense(2, activation="softmax")])
+    ...     model.compile(keras.optimizers.SGD(), "sparse_categorical_crossentropy",
+    ...                   metrics=["accuracy"])
+    ...     return model
+    >>> hypermodel = BatchLRHyperModel(build_model, batch_sizes=(16, 64),
+    ...                                learning_rate=(0.01, 0.1), epochs=1)
+    >>> tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
+    ...                                  max_trials=2, seed=0,
+    ...                                  directory=tempfile.mkdtemp())
+    >>> tuner.search(x, y, validation_split=0.25, verbose=0)
+    >>> from kbatch.tuner import summarize
+    >>> rows = summarize(tuner).rows
+    >>> [row["status"] for row in rows]
+    ['COMPLETED', 'COMPLETED']
+    >>> all(0.01 <= row["learning_rate"] <= 0.1 for row in rows)
+    True
+    """
+
+    def __init__(
+        self,
+        build_model,
+        *,
+        batch_sizes=(16, 32, 64, 128, 256, 512),
+        learning_rate="auto",
+        base_batch_size: int | None = None,
+        scaling_rule="auto",
+        parametrization: str = "scaled",
+        multiplier_range=(0.25, 4.0),
+        lr_steps: int | None = None,
+        mixed_precision="auto",
+        epochs: int = 10,
+        warmup="auto",
+        target=None,
+        cache_dir=None,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        if not callable(build_model):
+            raise TypeError(
+                "Argument `build_model` must be a function `hp -> compiled model`. "
+                f"Received: build_model={build_model!r}")
+        self.build_model = build_model
+        self.policy = resolve_policy(mixed_precision)
+        self.batch_sizes = self._check_batch_sizes(batch_sizes)
+        self.parametrization = check_choice("parametrization", parametrization,
+                                            PARAMETRIZATIONS)
+        self.learning_rate = self._check_learning_rate(learning_rate)
+        if self.parametrization == "independent" and learning_rate == "auto":
+            self.learning_rate = "auto"
+        if base_batch_size is None:
+            base_batch_size = self.batch_sizes[len(self.batch_sizes) // 2]
+        self.base_batch_size = check_int("base_batch_size", base_batch_size,
+                                         minimum=1)
+        if scaling_rule != "auto":
+            scaling_rules.scaling_factor(1, 1, scaling_rule)  # validates
+        self.scaling_rule = scaling_rule
+        low, high = self._check_range("multiplier_range", multiplier_range)
+        if not low <= 1.0 <= high:
+            raise ValueError(
+                "Argument `multiplier_range` must contain 1 (the scaled LR itself). "
+                f"Received: multiplier_range={multiplier_range!r}")
+        self.multiplier_range = (low, high)
+        self.lr_steps = check_int("lr_steps", lr_steps, minimum=2, allow_none=True)
+        self.epochs = check_int("epochs", epochs, minimum=1)
+        if warmup != "auto":
+            warmup = check_int("warmup", warmup, minimum=0)
+        self.warmup = warmup
+        self.target = self._check_target(target)
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.anchors = None  # {"base_lr", "edges": {batch: lr}}
+        self.smallest_oom = None
+        self._cache_path = None
+
+    # ------------------------------------------------------------- checking
+    def _check_batch_sizes(self, batch_sizes):
+        sizes = [batch_sizes] if isinstance(batch_sizes, int) else list(batch_sizes)
+        if not sizes:
+            raise ValueError(
+                "Argument `batch_sizes` is empty. Received: "
+                f"batch_sizes={batch_sizes!r}. Pass at least one batch size, "
+                "e.g. batch_sizes=(32, 64, 128).")
+        sizes = [check_int(f"batch_sizes[{i}]", b, minimum=1)
+                 for i, b in enumerate(sizes)]
+        if self.policy == "mixed_float16":
+            rounded = sorted({-(-b // 8) * 8 for b in sizes})
+            if rounded != sorted(set(sizes)):
+                warnings.warn(
+                    f"Under mixed_float16, batch sizes {sizes} were rounded up to "
+                    f"multiples of 8 for tensor cores: {rounded}.", stacklevel=3)
+            sizes = rounded
+        return sorted(set(sizes))
+
+    @staticmethod
+    def _check_range(name, value):
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ValueError(
+                f"Argument `{name}` must be a pair (low, high). Received: "
+                f"{name}={value!r}")
+        low = check_number(f"{name}[0]", value[0], positive=True)
+        high = check_number(f"{name}[1]", value[1], positive=True)
+        if not low < high:
+            raise ValueError(
+                f"Argument `{name}` must have low < high. Received: {name}={value!r}")
+        return low, high
+
+    def _check_learning_rate(self, learning_rate):
+        if learning_rate == "auto":
+            return "auto"
+        return self._check_range("learning_rate", learning_rate)
+
+    @staticmethod
+    def _check_target(target):
+        if target is None:
+            return None
+        if not isinstance(target, (tuple, list)) or len(target) not in (2, 3):
+            raise ValueError(
+                "Argument `target` must be (metric, value) or (metric, value, "
+                f"'max'|'min'). Received: target={target!r}")
+        name = str(target[0])
+        value = check_number("target[1]", target[1])
+        if len(target) == 3:
+            direction = check_choice("target[2]", target[2], ("max", "min"))
+        else:
+            inferred = keras_tuner.engine.metrics_tracking.infer_metric_direction(
+                name)
+            direction = inferred or "max"
+        return name, value, direction
+
+    # ----------------------------------------------------------------- build
+    def build(self, hp):
+        hp.Choice("batch_size", self.batch_sizes)
+        self._avoid_out_of_memory(hp)
+        low, high = self.multiplier_range
+        if self.parametrization == "scaled":
+            self._float(hp, "lr_multiplier", low, high)
+        else:
+            if self.learning_rate == "auto":
+                raise keras_tuner.errors.FatalValueError(
+                    "parametrization='independent' needs an explicit "
+                    "learning_rate=(low, high) range.")
+            self._float(hp, "learning_rate", *self.learning_rate)
+        with dtype_policy(self.policy):
+            model = self.build_model(hp)
+        if not isinstance(model, keras.Model):
+            raise keras_tuner.errors.FatalTypeError(
+                "`build_model(hp)` must return a compiled keras.Model. Received: "
+                f"{model!r} of type {type(model).__name__}.")
+        if not getattr(model, "compiled", False) or model.optimizer is None:
+            raise keras_tuner.errors.FatalValueError(
+                "`build_model(hp)` must return a compiled model: call "
+                "`model.compile(optimizer=..., loss=..., metrics=...)` in it. The "
+                "hypermodel sets the optimizer's learning rate and the batch size.")
+        if self.policy is not None:
+            precision.check_model(model)
+        return model
+
+    def _avoid_out_of_memory(self, hp):
+        """Replace a batch size known to run out of memory by the largest below."""
+        if self.smallest_oom is None or hp.get("batch_size") < self.smallest_oom:
+            return
+        allowed = [b for b in self.batch_sizes if b < self.smallest_oom]
+        if not allowed:
+            raise keras_tuner.errors.FatalRuntimeError(
+                f"Every batch size ran out of memory (the smallest, "
+                f"{self.batch_sizes[0]}, included). Use smaller batch sizes or a "
+                "smaller model.")
+        hp.values["batch_size"] = allowed[-1]
+
+    def _float(self, hp, name, low, high):
+        if self.lr_steps:
+            step = (high / low) ** (1.0 / (self.lr_steps - 1))
+            return hp.Float(name, low, high, step=step, sampling="log")
+        return hp.Float(name, low, high, sampling="log")
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, hp, model, *args, **kwargs):
+        self._load_state(kwargs.get("callbacks"))
+        self._avoid_out_of_memory(hp)
+        batch_size = hp.get("batch_size")
+        args, kwargs, x, y = self._prepare_data(model, batch_size, args, kwargs)
+        epochs = kwargs.pop("epochs", self.epochs)
+        initial_epoch = kwargs.get("initial_epoch", 0)
+        schedule = self.trial_schedule(
+            hp, model, x, y, kwargs,
+            warmup_steps=self._warmup_steps(x, batch_size, epochs, initial_epoch))
+        self._set_learning_rate(model, schedule)
+        recorder = TrialRecorder(batch_size, schedule.learning_rate, self.target)
+        kwargs["callbacks"] = [recorder, *(kwargs.get("callbacks") or [])]
+        try:
+            history = model.fit(*args, batch_size=batch_size, epochs=epochs, **kwargs)
+        except Exception as error:
+            if not _backend.is_oom(error):
+                raise
+            self.smallest_oom = (batch_size if self.smallest_oom is None
+                                 else min(self.smallest_oom, batch_size))
+            self._save_state()
+            raise OutOfMemoryError(batch_size) from error
+        for key in recorder.rows[0] if recorder.rows else ():
+            values = [row[key] for row in recorder.rows]
+            if len(history.history.get(key, [])) != len(values):
+                history.history[key] = values
+        return history
+
+    def _prepare_data(self, model, batch_size, args, kwargs):
+        args = list(args)
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        if "batch_size" in kwargs:
+            raise keras_tuner.errors.FatalValueError(
+                "Do not pass `batch_size` to search(): BatchLRHyperModel searches "
+                "it.")
+        if _data.is_tf_dataset(x):
+            rank = _data.model_input_rank(model)
+            element = _data.element_rank(x)
+            if rank is not None and element is not None and element >= rank:
+                raise keras_tuner.errors.FatalValueError(
+                    "The tf.data.Dataset passed to search() is already batched, so "
+                    "Keras would ignore the batch size being searched. Pass the "
+                    "dataset before `.batch()`: the hypermodel batches it for each "
+                    "trial.")
+            batched = x.batch(batch_size)
+            if args:
+                args[0] = batched
+            else:
+                kwargs["x"] = batched
+        elif _data.is_py_dataset(x) or _data.is_generator(x):
+            raise keras_tuner.errors.FatalValueError(
+                "BatchLRHyperModel needs data it can batch: arrays or an unbatched "
+                "tf.data.Dataset. A PyDataset or generator fixes the batch size.")
+        return args, kwargs, x, y
+
+    # ------------------------------------------------------- learning rates
+    def rule_for(self, model):
+        if self.scaling_rule == "auto":
+            return default_rule(model.optimizer)
+        return self.scaling_rule
+
+    def trial_learning_rate(self, hp, model, x=None, y=None, fit_kwargs=None):
+        """The learning rate of a trial (after warm-up), from its hyperparameters."""
+        return self.trial_schedule(hp, model, x, y, fit_kwargs).learning_rate
+
+    def trial_schedule(self, hp, model, x=None, y=None, fit_kwargs=None,
+                       warmup_steps: int = 0) -> BatchScaledSchedule:
+        """The trial's learning rate as a `BatchScaledSchedule`: the base LR
+        scaled to the trial's batch size, capped below the edge of stability,
+        times `lr_multiplier`, warmed up from the base LR over `warmup_steps`
+        (only when the trial's LR is above the base LR)."""
+        batch, _ = global_batch_size(model, batch_size=hp.get("batch_size"))
+        if self.parametrization == "independent":
+            return BatchScaledSchedule(float(hp.get("learning_rate")), batch, batch,
+                                       rule="none")
+        base_batch, _ = global_batch_size(model, batch_size=self.base_batch_size)
+        if self.learning_rate == "auto":
+            split = (fit_kwargs or {}).get("validation_split")
+            if split and self.anchors is None:
+                x, y = _training_part(x, y, split)
+            self._ensure_anchors(hp, x, y)
+            base_lr = self.anchors["base_lr"]
+        else:
+            low, high = self.learning_rate
+            base_lr = math.sqrt(low * high)
+        cap = self.stability_cap(batch)
+        schedule = BatchScaledSchedule(
+            base_lr, base_batch, batch, rule=self.rule_for(model),
+            max_learning_rate=None if cap is None else cap / self.multiplier_range[1],
+            multiplier=float(hp.get("lr_multiplier")))
+        if warmup_steps and schedule.learning_rate > base_lr:
+            schedule = BatchScaledSchedule.from_config(
+                {**schedule.get_config(), "warmup_steps": warmup_steps})
+        return schedule
+
+    def stability_cap(self, batch_size):
+        """The measured divergence LR at a batch size (log-log interpolated)."""
+        if not self.anchors or not self.anchors.get("edges"):
+            return None
+        edges = sorted((int(b), lr) for b, lr in self.anchors["edges"].items()
+                       if lr is not None)
+        if not edges:
+            return None
+        sizes = np.log([b for b, _ in edges])
+        lrs = np.log([lr for _, lr in edges])
+        return float(np.exp(np.interp(math.log(batch_size), sizes, lrs)))
+
+    def _ensure_anchors(self, hp, x, y):
+        if self.anchors is not None:
+            return
+        if x is None:
+            raise keras_tuner.errors.FatalValueError(
+                "learning_rate='auto' runs an LR range test on the training data, "
+                "but search() was given none.")
+        from kbatch.lr.find import find_lr
+
+        sizes = sorted({self.base_batch_size, self.batch_sizes[0],
+                        self.batch_sizes[-1]})
+        base_lr, edges = None, {}
+        # The range tests start from seed 0, so the anchors do not depend on the
+        # search; the trials after them go on from a seed drawn from the random
+        # state before them (not from seed 0, which would make every search
+        # train the same way from here on).
+        resume_seed = random.randrange(2**31 - 1)
+        try:
+            for size in sizes:
+                keras.utils.set_random_seed(0)
+                with dtype_policy(self.policy):
+                    model = self.build_model(hp)
+                result = find_lr(model, x, y, batch_size=size, seed=0, verbose=0)
+                edges[size] = divergence_lr(result)
+                if size == self.base_batch_size:
+                    base_lr = result.suggestion()
+                del model
+        finally:
+            keras.utils.set_random_seed(resume_seed)
+        self.anchors = {"base_lr": base_lr, "base_batch_size": self.base_batch_size,
+                        "edges": edges}
+        self._save_state()
+
+    def _warmup_steps(self, x, batch_size, epochs, initial_epoch):
+        """Warm-up length: 5% of the trial's steps with `warmup="auto"`, none
+        for a trial that resumes (Hyperband's later rounds)."""
+        if initial_epoch:
+            return 0
+        if self.warmup == "auto":
+            steps = _steps_per_epoch(x, batch_size)
+            return max(1, round(0.05 * steps * epochs)) if steps else 0
+        return self.warmup
+
+    def _set_learning_rate(self, model, schedule):
+        base = _optimizer.base_optimizer(model.optimizer)
+        if (not schedule.warmup_steps
+                and isinstance(_optimizer.learning_rate_object(base), keras.Variable)):
+            base.learning_rate = schedule.learning_rate
+        else:
+            base.learning_rate = schedule
+
+    # ------------------------------------------------------- cached state
+    def _load_state(self, callbacks):
+        path = search_state.state_path(callbacks, self.cache_dir)
+        if path is None or path == self._cache_path:
+            return
+        self._cache_path = path
+        anchors, smallest_oom = search_state.load_state(path, self.base_batch_size)
+        if anchors is not None:
+            self.anchors = anchors
+        if smallest_oom is not None:
+            self.smallest_oom = smallest_oom
+
+    def _save_state(self):
+        if self._cache_path is not None:
+            search_state.save_state(self._cache_path, self.anchors, self.smallest_oom)
+
+
+def _training_part(x, y, validation_split):
+    """The samples `fit(validation_split=...)` trains on (it holds out the last
+    fraction), so the range tests do not see the validation samples."""
+    if not hasattr(x, "shape") or not hasattr(x, "__getitem__"):
+        return x, y
+    keep = math.ceil(len(x) * (1.0 - validation_split))
+    return x[:keep], (None if y is None else y[:keep])
+
+
+def _steps_per_epoch(x, batch_size):
+    if x is None:
+        return None
+    if _data.is_tf_dataset(x):
+        n = int(x.cardinality())
+        return -(-n // batch_size) if n > 0 else None
+    try:
+        n = _data.num_samples(_data.to_numpy_structure(x), "x")
+    except (ValueError, TypeError):
+        return None
+    return -(-n // batch_size)
+
+

@@ -1,0 +1,146 @@
+"""`advise`: the decision logic on stubbed measurements, the report files, the
+command line end to end."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import classification_data
+from conftest import make_classifier
+
+import kbatch
+from kbatch.advisor import advice as advisor
+from kbatch.critical.largest_batch import MaxBatchSizeResult
+from kbatch.critical.noise_scale import NoiseScaleResult
+from kbatch.critical.scaling_law import ScalingLawResult
+from kbatch.critical.throughput import ThroughputResult
+
+
+def _stub(monkeypatch, *, largest=100, speeds=(1000, 1900, 2000), b_simple=64.0,
+          lrs=(0.01, 0.012, 0.015)):
+    calls = {}
+
+    def memory(model, x, y, **kwargs):
+        calls["memory"] = kwargs
+        return MaxBatchSizeResult(largest, None, [], 0.05, kwargs["max_batch_size"])
+
+    def throughput(model, x, y, *, batch_sizes, **kwargs):
+        calls["throughput"] = list(batch_sizes)
+        return ThroughputResult(batch_sizes, list(speeds)[: len(batch_sizes)])
+
+    def law(build_model, x, y, *, batch_sizes, **kwargs):
+        calls["law"] = list(batch_sizes)
+        return ScalingLawResult(batch_sizes, list(lrs)[: len(batch_sizes)])
+
+    def noise(model, x, y, *, batch_size, **kwargs):
+        calls["noise"] = batch_size
+        g = np.ones(10)
+        return NoiseScaleResult(g, g * b_simple, batch_size=batch_size,
+                                num_micro_batches=4)
+
+    monkeypatch.setattr(advisor, "find_max_batch_size", memory)
+    monkeypatch.setattr(advisor, "measure_throughput", throughput)
+    monkeypatch.setattr(advisor, "lr_scaling_law", law)
+    monkeypatch.setattr(advisor, "measure_noise_scale", noise)
+    return calls
+
+
+def test_advice_minimises_the_predicted_time_to_target_within_memory(monkeypatch):
+    calls = _stub(monkeypatch)
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, verbose=0)
+    # candidates 16..256; memory cap 100 * 0.95 = 95 leaves 16, 32, 64
+    assert calls["throughput"] == [16, 32, 64]
+    # (B + 64) / speed: 0.080, 0.0505, 0.064 -> 32
+    assert advice.batch_size == 32
+    assert advice.relative_time[32] == pytest.approx(1.0)
+    assert advice.relative_time[16] == pytest.approx(0.08 / (96 / 1900))
+    law = ScalingLawResult([16, 32, 64], [0.01, 0.012, 0.015])
+    assert advice.learning_rate == pytest.approx(law.predict(32, "noise"))
+    assert advice.warmup_steps == 0
+    assert len(advice.reasons) >= 6
+    assert any("B_simple = 64" in r for r in advice.reasons)
+
+
+def test_a_much_larger_lr_gets_a_warmup(monkeypatch):
+    _stub(monkeypatch, lrs=(0.01, 0.03, 0.06))
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, verbose=0)
+    assert advice.batch_size == 32
+    assert advice.learning_rate > 0.02
+    assert advice.warmup_steps == 2 * 1024 // 32
+    assert any("warm-up" in r and "ramp up" in r for r in advice.reasons)
+
+
+def test_a_huge_noise_scale_favours_the_fastest_batch(monkeypatch):
+    _stub(monkeypatch, b_simple=1e6)
+    x, y = classification_data(n=1024)
+    assert kbatch.advise(make_classifier, x, y, verbose=0).batch_size == 64
+
+
+def test_advice_files_round_trip_and_damage_is_reported(monkeypatch, tmp_path):
+    _stub(monkeypatch)
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, verbose=0)
+    paths = advice.save(tmp_path / "out")
+    assert set(paths) == {"json", "markdown", "png"}
+    assert "# kbatch advice" in (tmp_path / "out" / "advice.md").read_text()
+    loaded = kbatch.Advice.load(tmp_path / "out")
+    assert (loaded.batch_size, loaded.learning_rate, loaded.warmup_steps) == (
+        advice.batch_size, advice.learning_rate, advice.warmup_steps)
+    assert loaded.reasons == advice.reasons
+    text = (tmp_path / "out" / "advice.json").read_text()
+    (tmp_path / "out" / "advice.json").write_text(text[:100])
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        kbatch.Advice.load(tmp_path / "out")
+    data = json.loads(text)
+    data["batch_size"] = -3
+    (tmp_path / "out" / "advice.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="out of range"):
+        kbatch.Advice.load(tmp_path / "out")
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"build_model": "mlp"}, TypeError, r"`build_model` must be a function"),
+    ({"batch_sizes": [64]}, ValueError, r"two or more"),
+    ({"batch_sizes": [64, 32]}, ValueError, r"strictly increasing"),
+    ({"max_batch_size": 0}, ValueError, r"max_batch_size=0"),
+])
+def test_bad_arguments(kwargs, error, pattern):
+    x, y = classification_data(n=256)
+    build = kwargs.pop("build_model", make_classifier)
+    with pytest.raises(error, match=pattern):
+        kbatch.advise(build, x, y, verbose=0, **kwargs)
+
+
+def test_too_few_samples_for_default_candidates():
+    x, y = classification_data(n=40)
+    with pytest.raises(ValueError, match="Too few samples"):
+        kbatch.advise(make_classifier, x, y, verbose=0)
+
+
+@pytest.mark.slow
+def test_advise_end_to_end_on_real_measurements(tmp_path):
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, batch_sizes=[16, 64],
+                           train_steps=20, noise_steps=5, range_test_steps=30,
+                           throughput_steps=3, verbose=0)
+    assert advice.batch_size in (16, 64)
+    assert advice.learning_rate > 0
+    advice.save(tmp_path)
+    assert (tmp_path / "advice.png").stat().st_size > 10_000
+
+
+def test_cli_advise_end_to_end_on_a_saved_model(tmp_path, capsys):
+    x, y = classification_data(n=512)
+    make_classifier().save(tmp_path / "m.keras")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    from kbatch import cli
+
+    code = cli.main(["advise", "--model", str(tmp_path / "m.keras"), "--data",
+                     str(tmp_path / "d.npz"), "--max-batch-size", "128",
+                     "--out", str(tmp_path / "out")])
+    assert code == 0
+    advice = kbatch.Advice.load(tmp_path / "out")
+    assert advice.batch_size in (16, 32, 64, 128)
+    assert "Advice: batch size" in capsys.readouterr().out

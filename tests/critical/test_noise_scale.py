@@ -1,0 +1,170 @@
+"""Gradient noise scale: the estimator against exact values, the callback, the
+measurement function."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from conftest import assert_same_state
+from conftest import classification_data
+from conftest import make_classifier
+from conftest import model_state
+
+import kbatch
+from kbatch.critical import estimators as noise
+
+
+def test_two_batch_estimator_is_exact_on_expected_values():
+    g_sq, trace = 2.5, 300.0
+    small, big = g_sq + trace / 16, g_sq + trace / 256
+    assert noise.two_batch_estimates(small, big, 16, 256) == pytest.approx(
+        (g_sq, trace))
+
+
+def test_two_batch_estimator_refuses_equal_sizes():
+    with pytest.raises(ValueError, match="b_small=64, b_big=64"):
+        noise.two_batch_estimates(1.0, 1.0, 64, 64)
+
+
+def test_ema_is_bias_corrected_and_skips_non_finite():
+    ema = noise.NoiseScaleEMA(beta=0.9)
+    assert math.isnan(ema.b_simple)
+    assert ema.update(2.0, 100.0)
+    assert ema.g_sq == pytest.approx(2.0) and ema.trace == pytest.approx(100.0)
+    assert not ema.update(math.inf, 1.0)
+    assert ema.count == 1
+    assert ema.b_simple == pytest.approx(50.0)
+
+
+def test_bootstrap_interval_covers_the_truth_on_synthetic_measurements():
+    rng = np.random.default_rng(0)
+    g = 1.0 + rng.normal(scale=0.3, size=200)
+    t = 40.0 + rng.normal(scale=10.0, size=200)
+    low, high = noise.bootstrap_interval(g, t)
+    assert low < 40.0 < high
+    assert noise.b_simple(g, t) == pytest.approx(40.0, rel=0.1)
+
+
+def _logistic_problem(seed):
+    rng = np.random.default_rng(seed)
+    n, d, c = 8192, 10, 3
+    x = rng.normal(size=(n, d)).astype("float32")
+    w = rng.normal(size=(d, c))
+    y = np.argmax(x @ w + rng.gumbel(size=(n, c)), axis=1).astype("int32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((d,)),
+                              keras.layers.Dense(c, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+    return model, x, y
+
+
+def _exact_b_simple(model, x, y):
+    """tr(Sigma) / |G|^2 from per-example gradients, in float64 NumPy."""
+    weights, bias = (v.numpy().astype("float64") for v in model.trainable_variables)
+    logits = x @ weights + bias
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    delta = p.copy()
+    delta[np.arange(len(y)), y] -= 1.0  # d loss / d logits, per example
+    per_example = np.concatenate(
+        [(x[:, :, None] * delta[:, None, :]).reshape(len(y), -1), delta], axis=1)
+    mean = per_example.mean(axis=0)
+    trace = ((per_example - mean) ** 2).sum(axis=1).mean()
+    return trace / (mean @ mean)
+
+
+def test_measurement_recovers_the_exact_b_simple_of_a_logistic_regression():
+    errors = []
+    for seed in (0, 1, 2):
+        model, x, y = _logistic_problem(seed)
+        exact = _exact_b_simple(model, x, y)
+        result = kbatch.measure_noise_scale(model, x, y, batch_size=256,
+                                            num_steps=60, num_micro_batches=8,
+                                            seed=seed, verbose=0)
+        errors.append(abs(result.b_simple - exact) / exact)
+        assert result.g_sq.size == 60
+    assert np.mean(errors) < 0.2, errors
+
+
+def test_measuring_leaves_the_model_untouched():
+    x, y = classification_data(n=512)
+    model = make_classifier(dropout=0.2)
+    model.fit(x, y, batch_size=64, verbose=0)
+    before = model_state(model)
+    kbatch.measure_noise_scale(model, x, y, batch_size=64, num_steps=5, verbose=0)
+    assert_same_state(before, model_state(model))
+
+
+def test_callback_logs_the_noise_scale_and_does_not_change_training():
+    x, y = classification_data(n=512)
+    histories, weights = [], []
+    for use_callback in (False, True):
+        keras.utils.set_random_seed(3)
+        model = make_classifier(dropout=0.2)
+        keras.utils.set_random_seed(4)
+        callbacks = [kbatch.GradientNoiseScale(interval=2)] if use_callback else []
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        train_function = model.train_function
+        histories.append(model.fit(x, y, batch_size=64, epochs=3,
+                                   callbacks=callbacks, verbose=0))
+        weights.append(model.get_weights())
+        assert "train_step" not in vars(model)
+        assert model.train_function is train_function  # Keras' own, put back
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    logged = histories[1].history["gradient_noise_scale"]
+    assert len(logged) == 3 and all(math.isfinite(v) and v > 0 for v in logged)
+
+
+def test_callback_skips_batches_the_micro_batches_do_not_divide():
+    x, y = classification_data(n=100)  # batches of 32, 32, 32 and 4
+    model = make_classifier()
+    gns = kbatch.GradientNoiseScale(interval=1, num_micro_batches=8)
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[gns], verbose=0)
+    assert len(gns.history) == 6  # the batches of 4 were skipped
+    assert all(h["batch_size"] == 32 for h in gns.history)
+
+
+def test_mixed_float16_measures_unscaled_gradients():
+    keras.config.set_dtype_policy("mixed_float16")
+    x, y = classification_data(n=512)
+    model = make_classifier()
+    model.fit(x, y, batch_size=64, verbose=0)
+    before = model_state(model)
+    result = kbatch.measure_noise_scale(model, x, y, batch_size=64, num_steps=10,
+                                        seed=0, verbose=0)
+    assert math.isfinite(result.b_simple)
+    keras.config.set_dtype_policy("float32")
+    reference = make_classifier()
+    reference.set_weights(model.get_weights())
+    ref = kbatch.measure_noise_scale(reference, x, y, batch_size=64, num_steps=10,
+                                     seed=0, verbose=0)
+    assert result.b_simple == pytest.approx(ref.b_simple, rel=0.05)
+    assert_same_state(before, model_state(model))
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"batch_size": 30, "num_micro_batches": 4}, ValueError,
+     r"`num_micro_batches`=4 must divide `batch_size`=30.*num_micro_batches=3"),
+    ({"batch_size": 32, "num_micro_batches": 1}, ValueError,
+     r"num_micro_batches=1"),
+    ({"batch_size": 0}, ValueError, r"batch_size=0"),
+    ({"batch_size": 32, "num_steps": 1}, ValueError, r"num_steps=1"),
+])
+def test_bad_measurement_arguments(kwargs, error, pattern):
+    x, y = classification_data(n=64)
+    model = make_classifier()
+    with pytest.raises(error, match=pattern):
+        kbatch.measure_noise_scale(model, x, y, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"interval": 0}, r"interval=0"),
+    ({"num_micro_batches": 1}, r"num_micro_batches=1"),
+    ({"beta": 1.0}, r"`beta` must be < 1"),
+])
+def test_bad_callback_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        kbatch.GradientNoiseScale(**kwargs)

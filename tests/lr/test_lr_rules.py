@@ -1,0 +1,233 @@
+import math
+
+import numpy as np
+import pytest
+
+from kbatch.lr import rules as suggest
+
+
+def test_exponential_sweep_is_geometric_from_min_to_max():
+    lrs = suggest.lr_sweep(1e-7, 10.0, 100)
+    assert lrs.size == 100
+    assert lrs[0] == pytest.approx(1e-7)
+    assert lrs[-1] == pytest.approx(10.0)
+    ratios = lrs[1:] / lrs[:-1]
+    np.testing.assert_allclose(ratios, (1e8) ** (1 / 99), rtol=1e-12)
+
+
+def test_linear_sweep_is_evenly_spaced():
+    lrs = suggest.lr_sweep(0.1, 1.0, 10, mode="linear")
+    np.testing.assert_allclose(np.diff(lrs), 0.1, rtol=1e-12)
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(1.0)
+
+
+def test_unknown_sweep_mode_is_refused():
+    with pytest.raises(ValueError, match="mode='cosine'"):
+        suggest.lr_sweep(0.1, 1.0, 10, mode="cosine")
+
+
+def test_smoothing_is_bias_corrected_ema_computed_by_hand():
+    beta = 0.9
+    losses = [4.0, 2.0, 3.0]
+    # avg_1 = 0.4, avg_2 = 0.56, avg_3 = 0.804; corrections 0.1, 0.19, 0.271
+    expected = [0.4 / 0.1, 0.56 / 0.19, 0.804 / 0.271]
+    np.testing.assert_allclose(suggest.smooth_losses(losses, beta), expected,
+                               rtol=1e-12)
+
+
+def test_zero_smoothing_returns_the_raw_curve():
+    losses = np.array([3.0, 1.0, 2.0])
+    np.testing.assert_allclose(suggest.smooth_losses(losses, 0.0), losses)
+
+
+def test_non_finite_loss_poisons_the_rest_of_the_smoothed_curve():
+    smoothed = suggest.smooth_losses([1.0, math.nan, 1.0], 0.5)
+    assert math.isfinite(smoothed[0])
+    assert not np.isfinite(smoothed[1:]).any()
+
+
+def _tanh_curve(center_log10, n=81, low=-6, high=2):
+    lrs = np.logspace(low, high, n)
+    losses = 2.0 - np.tanh(2.0 * (np.log10(lrs) - center_log10))
+    return lrs, losses
+
+
+@pytest.mark.parametrize("center", [-4.0, -2.0, -1.0])
+def test_steepest_finds_the_inflection_of_a_tanh_curve(center):
+    lrs, losses = _tanh_curve(center)
+    # add a rise after the bottom so the curve has a minimum at the end region
+    losses = losses + np.where(np.log10(lrs) > center + 2, 10 ** (np.log10(lrs)
+                                                                   - center - 2), 0)
+    assert suggest.steepest(lrs, losses) == pytest.approx(10**center, rel=1e-9)
+
+
+def test_steepest_uses_log_lr_not_raw_lr():
+    # Loss linear in log LR down to 1e-1, then up: every point before the minimum
+    # has the same slope against log LR, except near the ends where np.gradient
+    # uses one-sided differences. Against raw LR the slope would be steepest at
+    # the smallest LR by orders of magnitude; against log LR the choice must not
+    # be pinned to the first point.
+    lrs = np.logspace(-5, 0, 51)
+    log = np.log10(lrs)
+    losses = np.where(log <= -1, -log, 2 + 2 * log)
+    losses = losses + 0.01 * np.sin(np.arange(51))  # break ties deterministically
+    lr = suggest.steepest(lrs, losses)
+    assert lr > 1e-5
+
+
+def test_valley_returns_the_middle_of_the_descent():
+    lrs = np.logspace(-4, 0, 9)
+    losses = [5.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 3.0, 9.0]
+    # the search starts where the loss fell by a fifth of its drop (4.0 at
+    # index 2); the descent 4, 3, 2, 1, 0.5 spans indices 2..6: middle 4
+    assert suggest.valley(lrs, losses) == lrs[4]
+
+
+def test_valley_ignores_a_noisy_flat_start():
+    rng = np.random.default_rng(0)
+    lrs = np.logspace(-7, 1, 100)
+    log = np.log10(lrs)
+    clean = 2.0 - 0.5 * (np.tanh(2 * (log + 1.5)) + 1) + np.where(log > -0.3,
+                                                                   5 * (log + 0.3), 0)
+    noisy = clean + rng.normal(scale=0.01, size=100)
+    lr = suggest.valley(lrs, suggest.trend(noisy))
+    assert 1e-3 < lr < 1e-1  # not decades down in the noise
+
+
+def test_minimum_rule_divides_the_best_lr_by_ten():
+    lrs = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    losses = np.array([3.0, 2.0, 1.0, 5.0])
+    assert suggest.minimum(lrs, losses) == pytest.approx(1e-2)
+
+
+def test_rules_give_no_answer_when_the_loss_never_fell():
+    lrs = np.logspace(-5, 0, 20)
+    rising = np.linspace(1.0, 3.0, 20)
+    assert suggest.minimum(lrs, rising) is None
+    assert suggest.steepest(lrs, rising) is None
+    assert suggest.valley(lrs, rising) is None
+    assert suggest.agree(lrs, rising, {"a": None, "b": None}) is None
+
+
+def test_rules_ignore_the_curve_after_a_non_finite_loss():
+    lrs = np.logspace(-4, 0, 6)
+    losses = np.array([3.0, 2.0, 1.0, math.nan, 0.1, 0.01])
+    assert suggest.minimum(lrs, losses) == pytest.approx(lrs[2] / 10)
+
+
+def test_agree_is_the_margined_geometric_mean_of_lowest_and_steepest():
+    lrs = np.array([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    losses = np.array([3.0, 2.0, 1.0, 0.5, 9.0])  # lowest at 1e-1
+    value = suggest.agree(lrs, losses, {"steepest": 1e-3, "valley": 5.0})
+    assert value == pytest.approx(math.sqrt(1e-1 * 1e-3) / suggest.AGREE_MARGIN)
+    # always below the LR of the lowest loss
+    assert suggest.agree(lrs, losses, {"steepest": 1e-1}) < 1e-1
+    # without a steepest point: half the LR of the lowest loss
+    assert suggest.agree(lrs, losses, {"steepest": None}) == pytest.approx(0.05)
+
+
+def test_trend_is_zero_lag_and_stops_at_the_first_non_finite_loss():
+    # A symmetric dip stays centred under the trend; an EMA would shift it right.
+    losses = 1.0 - np.exp(-(((np.arange(41) - 20) / 4.0) ** 2))
+    t = suggest.trend(losses)
+    assert int(np.argmin(t)) == 20
+    assert int(np.argmin(suggest.smooth_losses(losses, 0.9))) > 20
+    np.testing.assert_allclose(t[:18], t[::-1][:18])  # symmetric
+    with_nan = suggest.trend([1.0, 2.0, math.nan, 1.0])
+    assert np.isfinite(with_nan[:2]).all() and np.isnan(with_nan[2:]).all()
+
+
+def test_trend_of_a_constant_is_the_constant_at_the_edges_too():
+    np.testing.assert_allclose(suggest.trend(np.full(30, 2.5)), 2.5)
+
+
+def test_effective_lr_of_momentum_is_the_bias_corrected_ema_of_lrs():
+    lrs = suggest.lr_sweep(1e-7, 10.0, 100)
+    np.testing.assert_array_equal(suggest.effective_lrs(lrs, 0.0), lrs)
+    eff = suggest.effective_lrs(lrs, 0.9)
+    np.testing.assert_allclose(eff, suggest.smooth_losses(lrs, 0.9))
+    # far from the start of an exponential sweep with ratio q per step the
+    # ratio settles at (1 - m) / (1 - m / q)
+    q = lrs[1] / lrs[0]
+    assert eff[-1] / lrs[-1] == pytest.approx(0.1 / (1 - 0.9 / q), rel=1e-4)
+    assert (eff <= lrs + 1e-18).all()
+
+
+def test_interval_is_the_span_of_the_rules():
+    assert suggest.interval({"a": 1e-3, "b": None, "c": 1e-2}) == (1e-3, 1e-2)
+    assert suggest.interval({"a": None}) is None
+
+
+def _diagnose(losses, *, diverged, smoothing=0.0):
+    losses = np.asarray(losses, dtype=float)
+    lrs = np.logspace(-5, 0, losses.size)
+    return suggest.diagnose(lrs, losses, suggest.smooth_losses(losses, smoothing),
+                            diverged=diverged, max_lr=1.0)
+
+
+def test_diagnose_accepts_a_clean_curve():
+    losses = np.concatenate([np.linspace(2.0, 0.5, 40), np.linspace(0.6, 5.0, 10)])
+    assert _diagnose(losses, diverged=True) == []
+
+
+def test_diagnose_flags_too_few_points():
+    problems = _diagnose([2.0, 1.0, 3.0], diverged=True)
+    assert any("Only 3 points" in p and "num_steps" in p for p in problems)
+
+
+def test_diagnose_flags_a_loss_that_never_fell():
+    problems = _diagnose(np.linspace(2.0, 2.5, 40), diverged=True)
+    assert any("never fell" in p and "min_lr" in p for p in problems)
+
+
+def test_diagnose_flags_a_sweep_that_never_reached_instability():
+    problems = _diagnose(np.linspace(2.0, 0.5, 40), diverged=False)
+    assert any("Raise `max_lr`" in p for p in problems)
+
+
+def test_diagnose_flags_a_noisy_curve():
+    rng = np.random.default_rng(0)
+    losses = np.linspace(2.0, 1.9, 60) + rng.normal(scale=0.5, size=60)
+    losses = np.abs(losses) + 2.0
+    problems = _diagnose(losses, diverged=True, smoothing=0.9)
+    assert any("noisy" in p for p in problems)
+    # the same trend without the noise is not flagged
+    clean = np.concatenate([np.linspace(4.0, 3.9, 60), [9.0]])
+    assert not any("noisy" in p for p in _diagnose(clean, diverged=True,
+                                                   smoothing=0.9))
+
+
+def test_steepest_ignores_a_wiggle_decades_below_the_descent():
+    # a flat, noisy start (a small batch on little data) with one sharp dip at
+    # 1e-6, then the real descent around 1e-2 and the minimum at 3e-2
+    lrs = np.logspace(-7, 0, 141)
+    descent = 0.2 * (1 + np.tanh(3 * (np.log10(lrs) + 2)))
+    losses = 2.3 - descent + 40 * (lrs > 0.03) * lrs
+    dip = int(np.argmin(np.abs(lrs - 1e-6)))
+    losses[dip] -= 0.3
+    suggested = suggest.steepest(lrs, losses)
+    assert 3e-3 < suggested < 3e-2
+    # without the window, the dip would win: it is the steepest point overall
+    end = int(np.argmin(losses)) + 1
+    slope = np.gradient(losses[:end], np.log(lrs[:end]))
+    assert lrs[int(np.argmin(slope))] < 2e-6
+
+
+def test_auto_is_not_thrown_off_by_a_noisy_small_batch_range_test():
+    # the case that motivated the window: batch 16 on 1,440 MNIST-1D signals,
+    # where the loss falls by less than its noise before it diverges; `auto`
+    # was 1.4e-4 (steepest at 6e-7), a hundred times below the useful range
+    import keras
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+
+    data = datasets.load_mnist1d(num_samples=2000)
+    keras.utils.set_random_seed(0)
+    model = models.build_mlp(data.input_shape, data.num_classes,
+                             optimizer="momentum", learning_rate=0.01)
+    result = kbatch.find_lr(model, *data.train, batch_size=16, seed=0, verbose=0)
+    lowest = result.effective_lrs[int(np.nanargmin(result.trend))]
+    assert lowest / 10**suggest.STEEPEST_DECADES <= result.suggestion("steepest")
+    assert 3e-3 < result.suggestion() < lowest
