@@ -1,4 +1,5 @@
-"""Run every benchmark and write `benchmarks/results/` (`make bench`).
+"""Run every benchmark, write `benchmarks/results/` and the generated block of
+`docs/benchmarks.md` (`make bench`).
 
 Benchmarks measure ratios within one run (kbatch vs the same work without it),
 so their results do not depend on the machine's speed. They are not tests:
@@ -37,7 +38,7 @@ def main(argv=None):
     for name in names:
         print(f"== {name}", flush=True)
         BENCHMARKS[name]([])
-    summary.write_readme("README.md")
+    summary.write_page()  # docs/benchmarks.md
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Put the benchmark results into the README (between the `bench:start` and
-`bench:end` markers), with the date and the machine of each run.
+"""Put the benchmark results into docs/benchmarks.md (between the `bench:start`
+and `bench:end` markers), with the date and the machine of each run.
 
-    python -m benchmarks.summary            # print the section
-    python -m benchmarks.summary --readme README.md   # and write it in place
+    python -m benchmarks.summary           # print the section
+    python -m benchmarks.summary --write   # and write it into docs/benchmarks.md
+    python -m benchmarks.summary --write other.md   # or into another page
 
 `make bench` runs it after the benchmarks.
 """
@@ -15,6 +16,8 @@ import os
 
 from benchmarks._common import RESULTS
 
+PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    "docs", "benchmarks.md")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 TITLES = {
     "lr_finder_cost": "Cost of the range test (time per step vs plain training)",
@@ -46,12 +49,13 @@ def section() -> str:
             machine = json.load(f).get("machine", {})
         with open(md, encoding="utf-8") as f:
             body = f.read().strip()
-        parts.append(f"#### {title}\n\n*Run {_machine(machine)}; "
+        parts.append(f"## {title}\n\n*Run {_machine(machine)}; "
                      f"`python -m benchmarks.bench_{name}`.*\n\n{body}\n")
     return "\n".join(parts)
 
 
-def write_readme(path):
+def write_page(path=PAGE):
+    """Replace the block between the markers of `path` with `section()`."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if START not in text or END not in text:
@@ -66,10 +70,12 @@ def write_readme(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", help="README to update in place")
+    parser.add_argument("--write", nargs="?", const=PAGE, default=None,
+                        metavar="PAGE", help="page to update in place (default "
+                        "docs/benchmarks.md)")
     args = parser.parse_args(argv)
-    if args.readme:
-        write_readme(args.readme)
+    if args.write:
+        write_page(args.write)
     else:
         print(section())
 

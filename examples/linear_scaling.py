@@ -1,6 +1,6 @@
 """Which LR scaling rule holds, and up to which batch size? Measured on MNIST-1D.
 
-The seed article this project grew from says: when the batch grows, grow the
+One of the articles kbatch grew from says: when the batch grows, grow the
 learning rate, linearly or by the square root. Here is the experiment done
 properly: an MLP trained with SGD and momentum for a fixed number of epochs at
 batch sizes 32 ... 1024, with the learning rate

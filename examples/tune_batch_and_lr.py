@@ -18,7 +18,7 @@ runs KerasTuner's `RandomSearch` on the same hypermodel.
 The same search runs on several machines with KerasTuner's chief/worker mode:
 start this script once with KERASTUNER_TUNER_ID=chief and once per worker with
 KERASTUNER_TUNER_ID=tuner0, tuner1, ..., all with KERASTUNER_ORACLE_IP and
-KERASTUNER_ORACLE_PORT pointing at the chief (see the README).
+KERASTUNER_ORACLE_PORT pointing at the chief (see docs/tuner.md).
 """
 
 from __future__ import annotations

@@ -51,8 +51,11 @@ def test_the_claims_page_is_generated_from_the_results():
     assert page == run_all.render(), (
         "docs/claims.md is out of date: python examples/claims/run_all.py --render")
     assert page.count("**holds") + page.count("**does not hold") >= 12
+    # the verdict table sits between its markers, once, and the README links to it
+    assert page.count(run_all.START) == page.count(run_all.END) == 1
+    assert run_all.table_block() in page
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert run_all.readme_block() in readme
+    assert "docs/claims.md" in readme and run_all.START not in readme
 
 
 # --- the verdicts follow the numbers (synthetic results, both ways) ----------

@@ -1,4 +1,6 @@
-"""The notebooks run top to bottom (small-data switch on) and are stored stripped."""
+"""The notebooks run top to bottom (small-data switch on) and are stored stripped.
+
+Their Colab install cell is tested in test_notebook_install.py."""
 
 import json
 import os
@@ -35,6 +37,7 @@ def test_notebook_is_stored_without_outputs(path):
 )
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("KBATCH_SMALL", "1")
+    monkeypatch.delenv("KBATCH_FORCE_COLAB", raising=False)  # the local checkout
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",

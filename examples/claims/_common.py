@@ -2,9 +2,9 @@
 
 A claim script defines
 
-- `CLAIMS`: the claims it tests, each a dict with `id`, `claim` (what the seed
-  article says, in our words), `sources` (seed article numbers), `literature`
-  (the published result to compare with);
+- `CLAIMS`: the claims it tests, each a dict with `id`, `claim` (what the
+  article says, in our words), `sources` (numbers of the articles kbatch grew
+  from), `literature` (the published result to compare with);
 - `run(args) -> dict`: the experiment; JSON-serialisable results with every
   number, per seed;
 - `verdicts(results) -> {claim id: (verdict, measured)}`: the verdict follows

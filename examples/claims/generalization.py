@@ -1,9 +1,10 @@
 """Claims: small batches generalize better / large batches generalize better.
 
-Two seed articles say smaller batches generalize better; another says larger
-ones do. An MLP with SGD and momentum on MNIST-1D at batch sizes 16 ... 1024,
-each with its best LR (a range test's LR at batch 32 scaled by the square root,
-times 1/2, 1 or 2, picked on the validation split), under two budgets:
+Two of the articles kbatch grew from say smaller batches generalize better;
+another says larger ones do. An MLP with SGD and momentum on MNIST-1D at batch
+sizes 16 ... 1024, each with its best LR (a range test's LR at batch 32 scaled
+by the square root, times 1/2, 1 or 2, picked on the validation split), under
+two budgets:
 
 - the same number of epochs (larger batches take fewer updates), and
 - the same number of updates (larger batches see more epochs, at most 16x),

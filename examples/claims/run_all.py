@@ -3,11 +3,12 @@
     python examples/claims/run_all.py                 # every claim, then the page
     python examples/claims/run_all.py --only memory   # some scripts, then the page
     python examples/claims/run_all.py --render        # only rewrite the page
-                                                      # and the README's table
 
 Each script can also run alone (`python examples/claims/memory.py`); its JSON
 and figure go to `docs/claims/` and `docs/images/claims/`. The verdicts are
-computed from the numbers by each script's `verdicts()`, never typed in.
+computed from the numbers by each script's `verdicts()`, never typed in. The
+verdict table sits between the page's `claims:start` and `claims:end` markers
+(`table_block()`), so that it can be found and checked on its own.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ SCRIPTS = (
     "gradient_noise", "batch_norm", "accumulation",
 )
 PAGE = os.path.join(c.ROOT, "docs", "claims.md")
-README = os.path.join(c.ROOT, "README.md")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 
@@ -58,7 +58,7 @@ def render(results_dir=None, images="images/claims") -> str:
     cores = ", ".join(sorted({str(meta.get("cpu_count", "?")) for meta in
                               metas.values()}))
     lines = [
-        "# The seeds' claims, tested",
+        "# The claims of the articles kbatch grew from, tested",
         "",
         "The articles kbatch grew from (listed at the end) give advice about batch "
         "sizes and learning rates. Some of it is sound, some contradicts other "
@@ -82,14 +82,9 @@ def render(results_dir=None, images="images/claims") -> str:
         "python examples/claims/run_all.py",
         "```",
         "",
-        "| # | claim | from | verdict | experiment |",
-        "|---|---|---|---|---|",
+        table_block(results_dir),
+        "",
     ]
-    for i, (name, claim, verdict, _, _) in enumerate(table, 1):
-        sources = ", ".join(claim["sources"])
-        lines.append(f"| {i} | [{claim['claim']}](#{claim['id']}) | {sources} | "
-                     f"**{verdict}** | `examples/claims/{name}.py` |")
-    lines.append("")
     for i, (name, claim, verdict, measured, meta) in enumerate(table, 1):
         seeds = meta.get("seeds", "?")
         when = meta.get("date", "?")
@@ -112,8 +107,8 @@ def render(results_dir=None, images="images/claims") -> str:
     lines += [
         "## Sources",
         "",
-        "The seed articles (in the project's shared notes, not redistributed "
-        "here):",
+        "The articles kbatch grew from (in the project's shared notes, not "
+        "redistributed here):",
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in c.SOURCES.items()]
@@ -137,22 +132,15 @@ def render(results_dir=None, images="images/claims") -> str:
     return "\n".join(lines)
 
 
-def readme_block(results_dir=None) -> str:
-    """The verdict table for the README (between its claims markers)."""
-    lines = [START, "", "| claim (seed article) | verdict |", "|---|---|"]
-    for _, claim, verdict, _, _ in rows(results_dir):
-        lines.append(f"| [{claim['claim']}](docs/claims.md#{claim['id']}) "
-                     f"({', '.join(claim['sources'])}) | {verdict} |")
+def table_block(results_dir=None) -> str:
+    """The verdict table of the page, between its claims markers."""
+    lines = [START, "", "| # | claim | from | verdict | experiment |",
+             "|---|---|---|---|---|"]
+    for i, (name, claim, verdict, _, _) in enumerate(rows(results_dir), 1):
+        sources = ", ".join(claim["sources"])
+        lines.append(f"| {i} | [{claim['claim']}](#{claim['id']}) | {sources} | "
+                     f"**{verdict}** | `examples/claims/{name}.py` |")
     return "\n".join([*lines, "", END])
-
-
-def update_readme(path=README):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(head + readme_block() + tail)
 
 
 def main(argv=None):
@@ -173,10 +161,10 @@ def main(argv=None):
             print(f"== {name}", flush=True)
             c.execute(load(name), args)
     if args.out is None:
-        with open(PAGE, "w", encoding="utf-8") as f:
+        with open(PAGE + ".tmp", "w", encoding="utf-8") as f:
             f.write(render())
-        update_readme()
-        print(f"wrote {PAGE} and the README's claims table", file=sys.stderr)
+        os.replace(PAGE + ".tmp", PAGE)
+        print(f"wrote {PAGE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
