@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MIN_VENV ?= .venv-min
 PYTEST_ARGS ?=
+# Tests run in two processes (pytest-xdist): the machines this project is
+# built on have two cores, and most tests are Python-bound, one core each.
+PYTEST_WORKERS ?= 2
 # CI's pins (the CPU build of torch); a user's install does not use them.
 CONSTRAINTS := -c constraints/ci.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -47,17 +50,17 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-all: lint
-	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not gpu" $(PYTEST_ARGS)
 	$(MAKE) test-min
 
 # The floors of setup.cfg (constraints/min.txt), in a venv of their own.
 $(MIN_VENV)/.installed: setup.cfg pyproject.toml constraints/min.txt
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/min.txt -e . "pytest>=7" "scikit-learn>=1.0"
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints/min.txt -e ".[plot]" "pytest>=7" "scikit-learn>=1.0"
 	@touch $@
 
 test-min: $(MIN_VENV)/.installed

@@ -36,9 +36,20 @@ def learning_rate_object(optimizer):
     return getattr(base, "_learning_rate", None)
 
 
+def is_variable(value) -> bool:
+    """Whether `value` is a Keras variable (not a schedule or a callable).
+
+    Before Keras 3.5, `keras.Variable` is not a base class of the backends'
+    variables, so `isinstance(v, keras.Variable)` is False for an optimizer's
+    own learning-rate variable there; an `assign` method is what they share.
+    """
+    return isinstance(value, keras.Variable) or (
+        hasattr(value, "assign") and not isinstance(value, _Schedule))
+
+
 def has_settable_learning_rate(optimizer) -> bool:
     """True when `optimizer.learning_rate = value` assigns a variable."""
-    return isinstance(learning_rate_object(optimizer), keras.Variable)
+    return is_variable(learning_rate_object(optimizer))
 
 
 def gradient_accumulation_steps(optimizer) -> int:
@@ -112,7 +123,7 @@ class LearningRateControl:
     def acquire(self, initial_lr: float, retrace: bool = True):
         optimizer = self.model.optimizer
         self._original = learning_rate_object(optimizer)
-        if isinstance(self._original, keras.Variable):
+        if is_variable(self._original):
             self._original_value = self._original.numpy()
         else:
             self._variable = keras.Variable(

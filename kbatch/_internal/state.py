@@ -73,8 +73,8 @@ class TrainingState:
         if self._optimizer is not None:
             base = _optimizer.base_optimizer(self._optimizer)
             current = _optimizer.learning_rate_object(self._optimizer)
-            if current is not self._lr_object and not isinstance(
-                self._lr_object, keras.Variable
+            if current is not self._lr_object and not _optimizer.is_variable(
+                self._lr_object
             ):
                 base.learning_rate = self._lr_object
         _assign(self._model_vars, self._model_values)

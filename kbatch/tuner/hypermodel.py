@@ -505,7 +505,7 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     def _set_learning_rate(self, model, schedule):
         base = _optimizer.base_optimizer(model.optimizer)
         if (not schedule.warmup_steps
-                and isinstance(_optimizer.learning_rate_object(base), keras.Variable)):
+                and _optimizer.is_variable(_optimizer.learning_rate_object(base))):
             base.learning_rate = schedule.learning_rate
         else:
             base.learning_rate = schedule
