@@ -121,3 +121,17 @@ def faulty_classifier(step, kind, input_dim=8, num_classes=3, optimizer="adam",
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   run_eagerly=True, **compile_kwargs)
     return model
+
+
+def small_digits(train=512, val=200):
+    """scikit-learn's digits, cut to `train` / `val` samples: what the tuner
+    tests check (LR scaling, recorded metrics, failures, resumes) does not
+    depend on the data's size, and a trial at batch 16 takes 32 steps, not 80."""
+    import dataclasses
+
+    import kbatch
+
+    data = kbatch.datasets.load_digits()
+    return dataclasses.replace(data, x_train=data.x_train[:train],
+                               y_train=data.y_train[:train],
+                               x_val=data.x_val[:val], y_val=data.y_val[:val])

@@ -12,9 +12,9 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks")
                    .glob("*.ipynb"))
-# executed by `make test`; the others (a search, the advisor: ~1 min each, and
-# covered by test_tuner.py / test_advisor.py) by `make test-all`
-FAST = {"01_lr_range_test.ipynb", "02_batch_size_scaling.ipynb"}
+# executed by `make test` (the front door); the others (30 s to minutes each,
+# their features covered by the tests of each capability) by `make test-all`
+FAST = {"01_lr_range_test.ipynb"}
 
 
 def test_there_are_notebooks():

@@ -145,6 +145,7 @@ def _digits_accuracy(policy, seed):
                               return_dict=True)["accuracy"]
 
 
+@pytest.mark.slow  # a quality check: two full trainings
 def test_bfloat16_trains_digits_within_one_point_of_float32():
     seeds = (1, 2)
     f32 = np.mean([_digits_accuracy("float32", s) for s in seeds])

@@ -38,7 +38,10 @@ def _wait_for(predicate, timeout):
     return False
 
 
-@pytest.mark.parametrize("kind", ["random", "pattern"])
+# RandomSearch's run (~50 s: four TensorFlow processes) goes to `make test-all`;
+# PatternSearch's exercises the same engine in `make test`.
+@pytest.mark.parametrize("kind", [pytest.param("random", marks=pytest.mark.slow),
+                                  "pattern"])
 def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker(
         tmp_path, kind):
     port = _free_port()
@@ -78,6 +81,7 @@ def test_chief_and_two_workers_complete_every_trial_once_despite_a_killed_worker
     assert sum(m.name.startswith("tuner1-") for m in markers.iterdir()) >= 2
 
 
+@pytest.mark.slow  # the engine is tested above; this is the CLI on it
 def test_kbatch_tune_runs_as_chief_and_worker(tmp_path):
     """The command line in chief/worker mode: the worker trains, the chief hands
     out the trials and writes the summary."""

@@ -10,6 +10,7 @@ import keras
 import keras_tuner
 import pytest
 import tensorflow as tf
+from conftest import small_digits
 
 import kbatch
 from kbatch import tuner as ktuner
@@ -18,7 +19,7 @@ from kbatch.tuner import BatchLRHyperModel
 
 @pytest.fixture(scope="module")
 def digits():
-    return kbatch.datasets.load_digits()
+    return small_digits()
 
 
 def _build(hp, policy_log=None):
@@ -113,7 +114,11 @@ def test_range_tests_do_not_reset_the_searchs_random_state(digits):
 
     a, b, c = after_range_tests(1), after_range_tests(2), after_range_tests(1)
     assert a[0] != b[0] and a[1] != b[1]  # not both back at seed 0
-    assert a[:2] == c[:2]  # but reproducible from the search's seed
+    assert a[0] == c[0]  # but reproducible from the search's seed
+    # Keras < 3.13's set_random_seed leaves keras.random's global generator
+    # alone, so its seed=None draws are not reproducible there at all
+    if tuple(int(p) for p in keras.__version__.split(".")[:2]) >= (3, 13):
+        assert a[1] == c[1]
     assert a[2]["base_lr"] == b[2]["base_lr"]  # the anchors do not depend on it
 
 
@@ -236,7 +241,9 @@ def test_grid_search_with_lr_steps(digits, tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-2, 1e-1])
 
 
-def test_time_to_target_as_the_objective(digits, tmp_path):
+def test_time_to_target_as_the_objective(tmp_path):
+    # all of digits: the target must be reached within the two epochs
+    digits = kbatch.datasets.load_digits()
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(32, 128), epochs=2,
                                    learning_rate=(1e-2, 1e-1),
                                    target=("val_accuracy", 0.5))
@@ -380,7 +387,8 @@ _MIRRORED = textwrap.dedent("""
     tuner = keras_tuner.RandomSearch(hm, objective="val_accuracy", max_trials=3,
                                      directory=sys.argv[1], overwrite=True,
                                      distribution_strategy=strategy, seed=2)
-    tuner.search(data.x_train, data.y_train, validation_data=data.val, verbose=0)
+    tuner.search(data.x_train[:512], data.y_train[:512], validation_data=data.val,
+                 verbose=0)
     out = []
     for t in tuner.oracle.trials.values():
         out.append({"status": t.status, "batch": t.hyperparameters.get("batch_size"),
@@ -411,6 +419,7 @@ def _trials_on_disk(project):
     return trials
 
 
+@pytest.mark.slow  # two interpreters; the resume itself is tested fast above
 def test_search_killed_mid_trial_resumes_without_losing_or_repeating_work(tmp_path):
     script = __file__.replace("test_hypermodel.py", "_killed_search.py")
 

@@ -9,6 +9,7 @@ import math
 
 import keras_tuner
 import pytest
+from conftest import small_digits
 
 import kbatch
 from kbatch.tuner import BatchLRHyperModel
@@ -190,7 +191,7 @@ def test_bad_arguments(kwargs, pattern):
 
 
 def test_on_the_hypermodel_with_digits(tmp_path):
-    data = kbatch.datasets.load_digits()
+    data = small_digits()
 
     def build(hp):
         return kbatch.models.build("mlp", data, optimizer="momentum")
