@@ -8,7 +8,6 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import pytest
 
@@ -208,16 +207,22 @@ def test_import_kbatch_and_help_do_not_import_keras_tuner():
 
 @pytest.mark.parametrize("old", sorted(deprecation.MOVED))
 def test_old_module_paths_still_work_with_a_deprecation_warning(old):
+    import kbatch
+
     new = importlib.import_module(deprecation.MOVED[old])
+    short = old.split(".", 1)[1]
     sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"`{old}` moved to `{new.__name__}`"):
+    vars(kbatch).pop(short, None)
+    with pytest.warns(DeprecationWarning,
+                      match=f"`{old}` moved to `{new.__name__}`") as record:
         module = importlib.import_module(old)
+    assert record[0].filename == __file__  # names the importing line
     for name in new.__all__:
         assert getattr(module, name) is getattr(new, name)
     # `kbatch.<old>` attribute access (as `kbatch.suggest.valley` was) too
-    import kbatch
-
-    short = old.split(".", 1)[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert getattr(kbatch, short) is module
+    sys.modules.pop(old, None)
+    vars(kbatch).pop(short, None)
+    with pytest.warns(DeprecationWarning, match=f"`{old}` moved") as record:
+        again = getattr(kbatch, short)
+    assert record[0].filename == __file__
+    assert again.__all__ == module.__all__

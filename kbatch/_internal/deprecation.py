@@ -12,10 +12,15 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 import warnings
 
 __all__ = ["MOVED", "install"]
+
+# `kbatch.noise` (an attribute) is imported by kbatch/__init__.py's __getattr__
+_PACKAGE_INIT = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                             "__init__.py")
 
 MOVED = {
     "kbatch.finder": "kbatch.lr.find",
@@ -37,12 +42,18 @@ MOVED = {
 
 def _outside_import_machinery() -> int:
     """The `stacklevel` of the first frame outside importlib and this file, so
-    the warning names the user's import line."""
+    the warning names the user's import line. (`warnings.warn` itself skips
+    importlib's frames when it counts, so they are not counted here.)"""
     frame, level = sys._getframe(1), 1
-    while frame is not None and (
-            frame.f_code.co_filename.startswith("<frozen importlib")
-            or frame.f_code.co_filename == __file__):
-        frame, level = frame.f_back, level + 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name
+        ours = name in (__file__, _PACKAGE_INIT, importlib.__file__)
+        if not internal and not ours:
+            return level
+        frame = frame.f_back
+        if not internal:
+            level += 1
     return level
 
 

@@ -12,9 +12,7 @@ from conftest import make_classifier
 from conftest import model_state
 
 import kbatch
-from kbatch.critical import fits
 from kbatch.critical import scaling_law
-from kbatch.critical.fits import throughput_knee
 
 
 class OutOfMemoryAbove(keras.layers.Layer):
@@ -119,16 +117,6 @@ def test_batched_inputs_are_refused_with_what_to_pass():
 # ------------------------------------------------------------------ throughput
 
 
-@pytest.mark.parametrize("speeds, knee", [
-    ([1000, 1800, 2300, 2400], 128),
-    ([1000, 2000, 3000, 4000], 256),  # still rising: the largest
-    ([5000, 5000, 5000, 5000], 32),  # flat: the smallest
-    ([1000, math.nan, 2300, 2400], 128),  # unmeasured sizes ignored
-])
-def test_knee_on_synthetic_tables(speeds, knee):
-    assert throughput_knee([32, 64, 128, 256], speeds) == knee
-
-
 def test_throughput_is_measured_and_the_model_restored():
     x, y = classification_data(n=256)
     model = make_classifier()
@@ -164,24 +152,6 @@ def test_bad_throughput_arguments(sizes, pattern):
 
 
 # ----------------------------------------------------------------- scaling law
-
-
-def test_power_law_fit_recovers_the_exponent():
-    b = np.array([16, 64, 256, 1024])
-    for alpha in (1.0, 0.5, 0.0):
-        fitted, c = fits.fit_power_law(b, 0.01 * (b / 16) ** alpha)
-        assert fitted == pytest.approx(alpha, abs=1e-9)
-        assert c * 16**fitted == pytest.approx(0.01)
-        assert fits.rule_for_exponent(fitted) == {1.0: "linear", 0.5: "sqrt",
-                                                         0.0: "none"}[alpha]
-
-
-def test_noise_law_fit_recovers_eps_max_and_b_noise():
-    b = np.array([8, 32, 128, 512, 2048])
-    eps, bn, rms = fits.fit_noise_law(b, 0.3 / (1 + 150 / b))
-    assert eps == pytest.approx(0.3, rel=0.01)
-    assert bn == pytest.approx(150, rel=0.01)
-    assert rms < 1e-3
 
 
 def test_scaling_law_result_predicts_and_reports():

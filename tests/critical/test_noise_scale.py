@@ -12,38 +12,6 @@ from conftest import make_classifier
 from conftest import model_state
 
 import kbatch
-from kbatch.critical import estimators as noise
-
-
-def test_two_batch_estimator_is_exact_on_expected_values():
-    g_sq, trace = 2.5, 300.0
-    small, big = g_sq + trace / 16, g_sq + trace / 256
-    assert noise.two_batch_estimates(small, big, 16, 256) == pytest.approx(
-        (g_sq, trace))
-
-
-def test_two_batch_estimator_refuses_equal_sizes():
-    with pytest.raises(ValueError, match="b_small=64, b_big=64"):
-        noise.two_batch_estimates(1.0, 1.0, 64, 64)
-
-
-def test_ema_is_bias_corrected_and_skips_non_finite():
-    ema = noise.NoiseScaleEMA(beta=0.9)
-    assert math.isnan(ema.b_simple)
-    assert ema.update(2.0, 100.0)
-    assert ema.g_sq == pytest.approx(2.0) and ema.trace == pytest.approx(100.0)
-    assert not ema.update(math.inf, 1.0)
-    assert ema.count == 1
-    assert ema.b_simple == pytest.approx(50.0)
-
-
-def test_bootstrap_interval_covers_the_truth_on_synthetic_measurements():
-    rng = np.random.default_rng(0)
-    g = 1.0 + rng.normal(scale=0.3, size=200)
-    t = 40.0 + rng.normal(scale=10.0, size=200)
-    low, high = noise.bootstrap_interval(g, t)
-    assert low < 40.0 < high
-    assert noise.b_simple(g, t) == pytest.approx(40.0, rel=0.1)
 
 
 def _logistic_problem(seed):
