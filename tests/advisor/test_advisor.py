@@ -125,8 +125,14 @@ def test_advise_end_to_end_on_real_measurements(tmp_path):
     advice = kbatch.advise(make_classifier, x, y, batch_sizes=[16, 64],
                            train_steps=20, noise_steps=5, range_test_steps=30,
                            throughput_steps=3, verbose=0)
-    assert advice.batch_size in (16, 64)
-    assert advice.learning_rate > 0
+    # the advised batch is the one its own time-to-target table ranks first,
+    # and its LR is what the fitted noise law predicts there
+    ranked = {b: t for b, t in advice.relative_time.items() if t is not None}
+    assert sorted(ranked) == [16, 64]
+    assert advice.batch_size == min(ranked, key=ranked.get)
+    assert ranked[advice.batch_size] == pytest.approx(1.0)
+    assert advice.learning_rate == pytest.approx(
+        advice.scaling_law.predict(advice.batch_size, "noise"))
     advice.save(tmp_path)
     assert (tmp_path / "advice.png").stat().st_size > 10_000
 
@@ -142,5 +148,7 @@ def test_cli_advise_end_to_end_on_a_saved_model(tmp_path, capsys):
                      "--out", str(tmp_path / "out")])
     assert code == 0
     advice = kbatch.Advice.load(tmp_path / "out")
-    assert advice.batch_size in (16, 32, 64, 128)
+    ranked = {b: t for b, t in advice.relative_time.items() if t is not None}
+    assert ranked and max(ranked) <= 128  # --max-batch-size
+    assert advice.batch_size == min(ranked, key=ranked.get)
     assert "Advice: batch size" in capsys.readouterr().out

@@ -325,6 +325,7 @@ def test_unbatched_dataset_is_batched_per_trial(digits, tmp_path):
                                      directory=str(tmp_path), overwrite=True,
                                      seed=1)
     tuner.search(tf.data.Dataset.from_tensor_slices(digits.train), verbose=0)
+    assert len(tuner.oracle.trials) == 2
     for trial in tuner.oracle.trials.values():
         batch = trial.hyperparameters.get("batch_size")
         expected = math.ceil(len(digits.x_train) / batch)
@@ -361,7 +362,7 @@ def test_corrupt_or_foreign_state_file_is_refused_and_left_alone(digits, tmp_pat
     assert str(state_file) in str(info.value)
     assert state_file.read_bytes() == content  # nothing overwritten
     assert hypermodel.anchors is None
-    assert all(t.status != "COMPLETED" for t in tuner.oracle.trials.values())
+    assert not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
 
 
 _MIRRORED = textwrap.dedent("""
@@ -404,6 +405,7 @@ def test_data_parallel_trials_scale_the_lr_for_the_global_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["replicas"] == 2
+    assert len(out["trials"]) == 3
     for trial in out["trials"]:
         assert trial["status"] == "COMPLETED"
         # fit's batch is global (split over the replicas): linear from 0.02 at 32
