@@ -109,6 +109,66 @@ def test_bad_input_names_the_argument(call, error, pattern):
         call()
 
 
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"learning_rate": 0.0}, ValueError,
+     r"^Argument `learning_rate` must be greater than 0\. Received: learning_rate=0$"),
+    ({"learning_rate": "1e-3"}, TypeError,
+     r"^Argument `learning_rate` must be a number"),
+    ({"beta_1": -0.1}, ValueError, r"^Argument `beta_1` must be >= 0\. "),
+    ({"beta_1": 1.0}, ValueError, r"^Argument `beta_1` must be < 1\. "),
+    ({"beta_2": -0.1}, ValueError, r"^Argument `beta_2` must be >= 0\. "),
+    ({"beta_2": 1.0}, ValueError, r"^Argument `beta_2` must be < 1\. "),
+    ({"epsilon": -1e-8}, ValueError, r"^Argument `epsilon` must be >= 0\. "),
+    ({"from_batch": 0}, ValueError, r"^Argument `from_batch` must be an integer >= 1"),
+    ({"to_batch": 0}, ValueError, r"^Argument `to_batch` must be an integer >= 1"),
+])
+def test_adam_rule_checks_each_argument_by_name(kwargs, error, pattern):
+    args = {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999,
+            "epsilon": 1e-8, "from_batch": 64, "to_batch": 128, **kwargs}
+    with pytest.raises(error, match=pattern):
+        kbatch.scale_adam(**args)
+
+
+def test_adam_rule_accepts_the_inclusive_bounds():
+    # beta = 0 and epsilon = 0 are allowed (low bounds inclusive); halving the
+    # batch halves 1 - beta
+    down = kbatch.scale_adam(1e-3, 0.0, 0.0, 0.0, from_batch=128, to_batch=64)
+    assert down == pytest.approx({"learning_rate": 1e-3 / math.sqrt(2),
+                                  "beta_1": 0.5, "beta_2": 0.5, "epsilon": 0.0})
+
+
+def test_a_measured_exponent_is_a_rule():
+    assert scaling.scaling_factor(16, 64, 0.5) == pytest.approx(2.0)
+    assert scaling.scaling_factor(16, 64, 1) == pytest.approx(4.0)
+    assert scaling.scaling_factor(16, 64, -0.5) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"^Argument `rule` must be finite"):
+        scaling.scaling_factor(16, 64, math.inf)
+
+
+def test_noise_scale_is_checked_whatever_the_rule():
+    # given with another rule it is not used, but a bad value is still refused
+    assert scaling.scaling_factor(16, 64, "linear", noise_scale=100.0) == 4.0
+    with pytest.raises(ValueError, match=r"^Argument `noise_scale` must be greater"):
+        scaling.scaling_factor(16, 64, "sqrt", noise_scale=0.0)
+    with pytest.raises(ValueError, match=r"^Argument `noise_scale` must be greater"):
+        scaling.scaling_factor(16, 64, "noise_aware", noise_scale=0.0)
+
+
+def test_error_messages_say_what_to_do():
+    with pytest.raises(ValueError) as info:
+        scaling.scaling_factor(16, 64, "noise_aware")
+    assert str(info.value) == (
+        "The 'noise_aware' rule needs the gradient noise scale: pass "
+        "`noise_scale` (e.g. measured by kbatch.measure_noise_scale). "
+        "Received: noise_scale=None")
+    with pytest.raises(ValueError) as info:
+        scaling.scaling_factor(16, 64, "cube")
+    assert str(info.value) == (
+        "Argument `rule` must be one of ('linear', 'sqrt', 'none', "
+        "'noise_aware') or a number (the exponent a of lr * (B / B0) ** a). "
+        "Received: rule='cube'")
+
+
 def test_scaling_factor_is_what_scale_lr_multiplies_by():
     assert scaling.scaling_factor(64, 256, "sqrt") == 2.0
     assert kbatch.scale_lr(0.5, 64, 256, "sqrt") == 0.5 * 2.0
