@@ -3,7 +3,7 @@
     python _killed_search.py PROJECT_DIR kill|resume
 
 Prints one JSON line: the range tests run in this process and every trial.
-Used by test_tuner.py (a subprocess, since the process really dies).
+Used by test_hypermodel.py (a subprocess, since the process really dies).
 """
 
 import json
