@@ -9,6 +9,7 @@ import numpy as np
 
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.losses import compute_loss
 from kbatch._internal.model_checks import check_trainable
 from kbatch._internal.state import TrainingState
 from kbatch._internal.validate import check_choice
@@ -284,9 +285,7 @@ class LRRangeTest(keras.callbacks.Callback):
         count = 0
         for x, y, sample_weight in self._val_batches:
             y_pred = model(x, training=False)
-            loss = model.compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
-            )
+            loss = compute_loss(model, x, y, y_pred, sample_weight, training=False)
             n = _data.batch_size_of((x,))
             total += float(keras.ops.convert_to_numpy(loss)) * n
             count += n

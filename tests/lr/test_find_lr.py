@@ -319,3 +319,36 @@ def test_scripted_loss_through_find_lr_is_exact_per_batch():
                             smoothing=0.0, min_lr=1e-4, max_lr=1e-2, verbose=0)
     expected = [np.mean(y[(i % 8) * 4 : (i % 8) * 4 + 4] ** 2) for i in range(12)]
     np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
+
+
+class OldStyleLoss(keras.Sequential):
+    """`compute_loss` overridden as before Keras 3.4: no `training` argument
+    (Keras' own `fit` still accepts it)."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        self.calls = getattr(self, "calls", 0) + 1
+        return super().compute_loss(x=x, y=y, y_pred=y_pred,
+                                    sample_weight=sample_weight)
+
+
+def _old_style_model():
+    model = OldStyleLoss([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                           keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_compute_loss_without_the_training_argument_is_accepted():
+    x, y = classification_data(n=128)
+    model = _old_style_model()
+    model.fit(x, y, epochs=1, verbose=0)  # Keras itself accepts it
+    before = model_state(model)
+    calls = model.calls
+    result = kbatch.find_lr(model, x, y, num_steps=10, validation_data=(x[:32], y[:32]),
+                            verbose=0)
+    assert result.loss_kind == "validation" and result.lrs.size == 10
+    assert model.calls > calls  # the validation loss is the model's own
+    assert_same_state(before, model_state(model))
+    noise = kbatch.measure_noise_scale(model, x, y, batch_size=32, num_steps=2,
+                                       verbose=0)
+    assert noise.g_sq.size == 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kbatch._internal.losses import compute_loss
+
 
 def _squared_norm(grads):
     return tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
@@ -46,8 +48,7 @@ def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale)
         swi = None if sws is None else sws[i]
         with tf.GradientTape() as tape:
             y_pred = model(xi, training=True)
-            loss = model.compute_loss(x=xi, y=yi, y_pred=y_pred,
-                                      sample_weight=swi, training=True)
+            loss = compute_loss(model, xi, yi, y_pred, swi, training=True)
             loss = tf.cast(loss, tf.float32) * loss_scale
         grads = tape.gradient(loss, [v.value for v in variables])
         grads = [tf.zeros_like(v.value, dtype=tf.float32) if g is None
