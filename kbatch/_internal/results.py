@@ -59,6 +59,10 @@ class Result:
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"Corrupt {name}: {type(error).__name__}: {error}") \
                 from None
+        except ValueError as error:
+            if name in str(error):
+                raise
+            raise ValueError(f"Corrupt {name}: {error}") from None
 
     def save(self, path):
         """Write the result as JSON, atomically (temporary file, then rename).

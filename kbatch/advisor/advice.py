@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from kbatch._internal import data as _data
+from kbatch._internal import report
 from kbatch._internal.results import Result
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_verbose
@@ -49,8 +50,6 @@ class Advice(Result):
     >>> Advice.load(folder + "/advice.json").learning_rate
     0.05
     """
-
-    FORMAT = "kbatch.Advice"
 
     def __init__(self, batch_size, learning_rate, warmup_steps, reasons, *,
                  memory=None, throughput=None, noise=None, scaling_law=None,
@@ -326,7 +325,7 @@ def advise(
 
     def say(text):
         if verbose:
-            print(f"[advise {time.perf_counter() - started:5.0f}s] {text}", flush=True)
+            report.message(f"[advise {time.perf_counter() - started:5.0f}s] {text}")
 
     keras.utils.set_random_seed(seed)
     model = build_model()

@@ -11,6 +11,7 @@ import numpy as np
 
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
+from kbatch._internal import report
 from kbatch._internal.building import ensure_built
 from kbatch._internal.model_checks import check_compiled_model
 from kbatch._internal.results import Result
@@ -137,7 +138,7 @@ class _Trials:
             gc.collect(1)
         self.log.append({"phase": phase, "batch_size": int(size), "outcome": outcome})
         if self.verbose:
-            print(f"find_max_batch_size: {phase} batch {size}: {outcome}")
+            report.message(f"find_max_batch_size: {phase} batch {size}: {outcome}")
         return outcome == "ok"
 
 

@@ -230,8 +230,6 @@ class NoiseScaleResult(Result):
     50.0
     """
 
-    FORMAT = "kbatch.NoiseScaleResult"
-
     def __init__(self, g_sq, trace, *, batch_size, num_micro_batches, skipped=0,
                  confidence=0.9):
         self.g_sq = np.asarray(g_sq, dtype=np.float64)

@@ -16,6 +16,7 @@ import warnings
 import keras
 
 from kbatch._internal import backend as _backend
+from kbatch._internal import report
 from kbatch._internal.results import Result
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_verbose
@@ -203,7 +204,7 @@ def lr_scaling_law(
         if verbose:
             shown = (f"suggested LR {lrs[-1]:.3g}" if b not in left_out
                      else left_out[b].split(":")[0])
-            print(f"lr_scaling_law: batch {b}: {shown}")
+            report.message(f"lr_scaling_law: batch {b}: {shown}")
     if len(measured) < 2:
         raise ValueError(
             "lr_scaling_law needs a suggested LR at two or more batch sizes to "

@@ -11,6 +11,7 @@ import numpy as np
 
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
+from kbatch._internal import report
 from kbatch._internal.building import ensure_built
 from kbatch._internal.model_checks import check_compiled_model
 from kbatch._internal.results import Result
@@ -188,7 +189,7 @@ def measure_throughput(
             speeds.append(speed)
             if verbose:
                 shown = "out of memory" if math.isnan(speed) else f"{speed:,.0f}/s"
-                print(f"measure_throughput: batch {size}: {shown}")
+                report.message(f"measure_throughput: batch {size}: {shown}")
     finally:
         state.restore()
     return ThroughputResult(sizes, speeds, fraction, oom)

@@ -9,6 +9,7 @@ import keras
 
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
 from kbatch._internal.building import ensure_built
 from kbatch._internal.model_checks import check_compiled_model
 from kbatch._internal.model_checks import check_trainable
@@ -178,5 +179,5 @@ def find_lr(
     for problem in result.diagnose():
         warnings.warn(problem, LRFinderWarning, stacklevel=2)
     if callback.verbose:
-        print(result.summary())
+        report.message(result.summary())
     return result

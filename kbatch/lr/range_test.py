@@ -9,6 +9,7 @@ import numpy as np
 
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
 from kbatch._internal.losses import compute_loss
 from kbatch._internal.model_checks import check_trainable
 from kbatch._internal.state import TrainingState
@@ -335,7 +336,7 @@ class LRRangeTest(keras.callbacks.Callback):
             self._progbar.update(len(self._lrs), finalize=True)
         self._progbar = None
         if self.verbose == 2:
-            print(
+            report.message(
                 f"LRRangeTest: {len(self._lrs)} points, stopped: {self.stop_reason}"
             )
 

@@ -63,8 +63,6 @@ class LRFinderResult(Result):
     ['auto', 'minimum', 'steepest', 'valley']
     """
 
-    FORMAT = "kbatch.LRFinderResult"
-
     def __init__(
         self,
         lrs,

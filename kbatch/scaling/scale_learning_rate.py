@@ -7,6 +7,7 @@ import warnings
 import keras
 
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
 from kbatch._internal.validate import check_verbose
@@ -209,7 +210,7 @@ class ScaleLearningRate(keras.callbacks.Callback):
         self.explanation = _explain(self.schedule, parts, global_batch, rule,
                                     why_rule)
         if self.verbose:
-            print(self.explanation)
+            report.message(self.explanation)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._expected_samples is None:

@@ -31,6 +31,23 @@ def test_linear_rule_for_sgd_is_applied_and_logged(capsys):
     assert "global batch 64" in out and "'linear' rule (the usual rule for SGD)" in out
 
 
+def test_verbose_output_follows_keras_interactive_logging_switch(capsys, caplog):
+    """Like Keras' own: standard output in a notebook or terminal, the `kbatch`
+    logger once `keras.config.disable_interactive_logging()` was called."""
+    x, y = classification_data(n=64)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.5))
+    scale = kbatch.ScaleLearningRate(0.01, base_batch_size=16, batch_size=64)
+    keras.config.disable_interactive_logging()
+    try:
+        with caplog.at_level("INFO", logger="kbatch"):
+            model.fit(x, y, batch_size=64, epochs=1, callbacks=[scale], verbose=0)
+    finally:
+        keras.config.enable_interactive_logging()
+    assert "global batch 64" not in capsys.readouterr().out
+    assert [r.name for r in caplog.records if "global batch 64" in r.message] == [
+        "kbatch"]
+
+
 def test_sqrt_rule_for_adam_with_warmup_in_epochs():
     x, y = classification_data(n=256)
     model = make_classifier(optimizer=keras.optimizers.Adam())
