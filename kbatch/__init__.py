@@ -44,10 +44,12 @@ from kbatch.critical import find_max_batch_size
 from kbatch.critical import lr_scaling_law
 from kbatch.critical import measure_noise_scale
 from kbatch.critical import measure_throughput
+from kbatch.lr import LRByBatchSize
 from kbatch.lr import LRFinderResult
 from kbatch.lr import LRFinderWarning
 from kbatch.lr import LRRangeTest
 from kbatch.lr import find_lr
+from kbatch.lr import lr_for_batch_sizes
 from kbatch.scaling import BatchScaledSchedule
 from kbatch.scaling import BatchSizeSchedule
 from kbatch.scaling import GhostBatchNormalization
@@ -77,6 +79,7 @@ __all__ = [
     "BatchSizeSchedule",
     "GhostBatchNormalization",
     "GradientNoiseScale",
+    "LRByBatchSize",
     "LRFinderResult",
     "LRFinderWarning",
     "LRRangeTest",
@@ -96,6 +99,7 @@ __all__ = [
     "fit_with_batch_schedule",
     "global_batch_size",
     "lr",
+    "lr_for_batch_sizes",
     "lr_scaling_law",
     "measure_noise_scale",
     "measure_throughput",

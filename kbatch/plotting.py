@@ -165,3 +165,36 @@ def plot_scaling_law(result, ax=None):
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def plot_lr_by_batch_size(result, ax=None, *, path=None):
+    """The best LR against batch size (log-log): measured points, the band of
+    LRs as good within 2%, the interpolation, and the fitted power law."""
+    ax = _new_axes(ax)
+    sizes = np.asarray(result.batch_sizes, dtype=np.float64)
+    lrs = np.asarray(result.learning_rates, dtype=np.float64)
+    low = np.asarray([result.bands[int(b)][0] for b in sizes])
+    high = np.asarray([result.bands[int(b)][1] for b in sizes])
+    ax.fill_between(sizes, low, high, color="tab:blue", alpha=0.15,
+                    label="as good within 2%")
+    for b, pairs in result.probes.items():
+        tried = [lr for lr, _ in pairs]
+        ax.plot([b] * len(tried), tried, ".", color="grey", markersize=3)
+    ax.plot(sizes, lrs, "o-", color="tab:blue",
+            label=f"best LR for {result.epochs} epochs")
+    if sizes.size >= 2:
+        grid = np.geomspace(sizes.min() / 1.5, sizes.max() * 1.5, 100)
+        alpha = result.exponent
+        c = float(np.exp(np.mean(np.log(lrs) - alpha * np.log(sizes))))
+        ax.plot(grid, c * grid**alpha, color="tab:orange", linestyle="--",
+                label=f"power law: B^{alpha:.2f}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Best learning rate per batch size (grey: probes)")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="best", fontsize="small")
+    if path is not None:
+        save_figure(ax, path)
+    return ax

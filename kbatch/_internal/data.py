@@ -123,6 +123,29 @@ def check_arrays(x, y=None, *, name="x"):
     return x, y, n
 
 
+def unbatched_to_arrays(dataset, y=None):
+    """`(x, y)` as NumPy arrays from an unbatched `tf.data.Dataset` of
+    `(x, y)` samples (it must be finite and fit in memory)."""
+    _check_no_y(y, "tf.data.Dataset")
+    cardinality = int(dataset.cardinality())
+    if cardinality < 0:
+        raise ValueError(
+            "The tf.data.Dataset must be finite (it is read into memory). "
+            "Received a dataset of unknown or infinite length; `.take(n)` it.")
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            "The tf.data.Dataset must yield unbatched `(x, y)` pairs. Received "
+            f"elements of {spec!r}.")
+    batches = list(dataset.batch(max(1, min(cardinality, 4096))))
+    if not batches:
+        raise ValueError("The tf.data.Dataset is empty.")
+    parts = [keras.tree.map_structure(keras.ops.convert_to_numpy, b) for b in batches]
+    x = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[0] for p in parts])
+    y = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[1] for p in parts])
+    return x, y
+
+
 def batch_size_of(batch) -> int:
     """Leading dimension of the first input of a batch `(x, y, sample_weight)`."""
     x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
@@ -255,6 +278,12 @@ class BatchStream:
     kind: str
     num_batches: int
     equal_batches: bool = False
+
+    def resize(self, num_batches: int) -> None:
+        """Serve `num_batches` batches from now on (a longer or shorter test)."""
+        self.num_batches = int(num_batches)
+        if isinstance(self.data, (_CyclingArrays, _CyclingPyDataset)):
+            self.data._num_batches = self.num_batches
 
     def fit_kwargs(self) -> dict:
         if isinstance(self.data, _CyclingArrays):

@@ -120,8 +120,26 @@ class LRFinderResult(Result):
                 for name, rule in rules.SUGGESTION_RULES.items()
             }
             values["auto"] = rules.agree(lrs, curve, values)
-            self._suggestions = values
+            # Never hand out an LR at which the loss was not seen to fall.
+            floor = self.fall_lr
+            self._suggestions = {
+                name: None if floor is None or value is None else max(value, floor)
+                for name, value in values.items()
+            }
         return dict(self._suggestions)
+
+    @property
+    def fall_lr(self) -> float | None:
+        """The (effective) LR at which the loss started to fall, or `None`
+        when it never fell by more than its noise: then there is no
+        suggestion, and every rule's value is at least this LR."""
+        return rules.fall_start(self.effective_lrs, self.trend, self.losses)
+
+    @property
+    def dead(self) -> bool:
+        """True when the loss never fell by more than its noise: the curve
+        supports no suggestion (`find_lr` then extends the sweep)."""
+        return self.fall_lr is None
 
     def suggestion(self, method: str = "auto") -> float:
         """The suggested learning rate.
@@ -144,10 +162,22 @@ class LRFinderResult(Result):
             )
         value = self.suggestions()[method]
         if value is None:
-            reasons = self.diagnose() or [
-                f"The curve has {self.lrs.size} points; the rule found no "
-                "descending stretch."
-            ]
+            if self.dead:
+                reasons = [
+                    f"The loss was not seen to fall at any learning rate of the "
+                    f"sweep ({self.lrs.size} points"
+                    + (f" at batch size {self.batch_size}" if self.batch_size
+                       else "")
+                    + "), so any LR read off it could leave the model "
+                    "untrained. Give the test more samples (`find_lr(..., "
+                    "num_samples=...)`), a larger `batch_size` or "
+                    "`validation_data`; check the loss and labels."
+                ]
+            else:
+                reasons = self.diagnose() or [
+                    f"The curve has {self.lrs.size} points; the rule found no "
+                    "descending stretch."
+                ]
             raise ValueError(
                 f"The range test supports no {method!r} suggestion. "
                 + " ".join(reasons)

@@ -22,6 +22,8 @@ import numpy as np
 
 __all__ = [
     "AGREE_MARGIN",
+    "FALL_FRACTION",
+    "MIN_FALL",
     "STEEPEST_DECADES",
     "SUGGESTION_RULES",
     "SWEEP_MODES",
@@ -30,6 +32,7 @@ __all__ = [
     "diagnose",
     "divergence_lr",
     "effective_lrs",
+    "fall_start",
     "interval",
     "lr_sweep",
     "minimum",
@@ -303,6 +306,71 @@ def agree(lrs, losses, suggestions: Mapping[str, float | None]) -> float | None:
     return math.sqrt(lowest * fastest) / AGREE_MARGIN
 
 
+def _step_noise(losses) -> float:
+    """Noise of a curve from its successive differences (robust to a trend):
+    their median absolute deviation, scaled to a standard deviation, / sqrt(2)."""
+    steps = np.diff(np.asarray(losses, dtype=np.float64))
+    if not steps.size:
+        return 0.0
+    return 1.4826 * float(np.median(np.abs(steps))) / math.sqrt(2)
+
+
+# A fall counts when the trend drops below its starting level by more than
+# MIN_FALL of that level and by more than the curve's point-to-point noise;
+# it starts where the trend has covered FALL_FRACTION of its drop.
+MIN_FALL = 0.02
+FALL_FRACTION = 0.1
+
+
+def fall_start(lrs, trend, losses) -> float | None:
+    """The LR at which the loss starts to fall, or `None` if it never did.
+
+    A suggestion below this LR would hand out a learning rate at which the
+    loss was not seen to fall (a "dead" suggestion: trained, the model stays
+    where it started). The curve's starting level is the median of its first
+    few raw losses; the loss has fallen when the trend's lowest point lies
+    below that level by more than `MIN_FALL` (2%) of it and by more than the
+    point-to-point noise of the raw losses. The fall starts at the last LR,
+    before the lowest point, where the trend has covered less than
+    `FALL_FRACTION` (10%) of the drop.
+
+    Args:
+        lrs: The (effective) learning rates of the sweep.
+        trend: The trend of the losses (see `trend`).
+        losses: The raw per-step losses (for the starting level and noise).
+
+    Returns:
+        The LR where the fall starts, or `None` when the loss did not fall
+        (flat, or a "fall" no larger than the noise).
+
+    Example:
+
+    >>> lrs = np.logspace(-4, 0, 41)
+    >>> curve = 2.0 - np.tanh(2 * (np.log10(lrs) + 2.0))  # falls around 1e-2
+    >>> 1e-3 < fall_start(lrs, curve, curve) < 1e-2
+    True
+    >>> fall_start(lrs, np.ones(41), np.ones(41)) is None  # never fell
+    True
+    """
+    lrs = np.asarray(lrs, dtype=np.float64)
+    losses = np.asarray(losses, dtype=np.float64)
+    lrs, curve = _finite_prefix(lrs, trend)
+    if curve.size < 3:
+        return None
+    raw = losses[: curve.size]
+    best = _minimum_index(curve)
+    if best == 0:
+        return None
+    head = max(3, min(10, best // 4))
+    start = float(np.median(raw[:head]))
+    drop = start - float(curve[best])
+    if drop <= MIN_FALL * abs(start) or drop <= _step_noise(raw[: best + 1]):
+        return None
+    level = start - FALL_FRACTION * drop
+    above = np.flatnonzero(curve[: best + 1] >= level)
+    return float(lrs[above[-1]] if above.size else lrs[0])
+
+
 def interval(suggestions: Mapping[str, float | None]) -> tuple[float, float] | None:
     """The spread of the suggestions: `(lowest, highest)` suggested LR.
 
@@ -383,11 +451,7 @@ def diagnose(
             "edge of stability was not found and the suggestion may be too low. "
             f"Raise `max_lr` (try 10x{where})."
         )
-    # Noise from successive differences (robust to the trend): MAD / sqrt(2).
-    steps = np.diff(losses[: best + 1])
-    noise = 0.0
-    if steps.size:
-        noise = 1.4826 * float(np.median(np.abs(steps))) / math.sqrt(2)
+    noise = _step_noise(losses[: best + 1])
     if noise > drop:
         problems.append(
             f"The loss curve is noisy (noise {noise:.3g} exceeds the drop "

@@ -169,7 +169,7 @@ def test_numpy_arrays_shorter_than_the_test_are_cycled():
     x, y = classification_data(n=40)
     model = make_classifier()
     result = kbatch.find_lr(model, x, y, batch_size=16, min_lr=1e-5, max_lr=1e-3,
-                            num_steps=25, verbose=0)
+                            num_steps=25, verbose=0, extend=False)
     _assert_cycled(result, 25)
     assert result.batch_size == 16
 
@@ -178,7 +178,7 @@ def test_batched_tf_data_is_cycled():
     x, y = classification_data(n=64)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     result = kbatch.find_lr(make_classifier(), ds, min_lr=1e-5, max_lr=1e-3,
-                            num_steps=12, verbose=0)
+                            num_steps=12, verbose=0, extend=False)
     _assert_cycled(result, 12)
     assert result.batch_size == 16
 
@@ -187,7 +187,7 @@ def test_unbatched_tf_data_is_batched_with_batch_size():
     x, y = classification_data(n=64)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     result = kbatch.find_lr(make_classifier(), ds, batch_size=8, min_lr=1e-5,
-                            max_lr=1e-3, num_steps=12, verbose=0)
+                            max_lr=1e-3, num_steps=12, verbose=0, extend=False)
     _assert_cycled(result, 12)
     assert result.batch_size == 8
 
@@ -208,7 +208,7 @@ class _Batches(keras.utils.PyDataset):
 def test_py_dataset_is_cycled():
     x, y = classification_data(n=48)
     result = kbatch.find_lr(make_classifier(), _Batches(x, y, 16), min_lr=1e-5,
-                            max_lr=1e-3, num_steps=10, verbose=0)
+                            max_lr=1e-3, num_steps=10, verbose=0, extend=False)
     _assert_cycled(result, 10)
     assert result.batch_size == 16
 
@@ -221,7 +221,7 @@ def test_generator_is_consumed_then_replayed():
             yield x[i * 16 : (i + 1) * 16], y[i * 16 : (i + 1) * 16]
 
     result = kbatch.find_lr(make_classifier(), batches(), min_lr=1e-5, max_lr=1e-3,
-                            num_steps=10, verbose=0)
+                            num_steps=10, verbose=0, extend=False)
     _assert_cycled(result, 10)
 
 
@@ -234,7 +234,8 @@ def test_multi_input_dict_arrays():
     model = keras.Model({"a": a, "b": b}, out)
     model.compile("adam", "sparse_categorical_crossentropy")
     result = kbatch.find_lr(model, {"a": x[:, :4], "b": x[:, 4:]}, y,
-                            min_lr=1e-5, max_lr=1e-3, num_steps=8, verbose=0)
+                            min_lr=1e-5, max_lr=1e-3, num_steps=8, verbose=0,
+                            extend=False)
     _assert_cycled(result, 8)
 
 
@@ -273,7 +274,7 @@ def test_steps_per_execution_via_find_lr():
     x, y = classification_data(n=256)
     model = make_classifier(steps_per_execution=4)
     result = kbatch.find_lr(model, x, y, min_lr=1e-4, max_lr=1e-2, num_steps=10,
-                            verbose=0)
+                            verbose=0, extend=False)
     _assert_cycled(result, 10)
 
 
@@ -304,7 +305,7 @@ def test_loss_scaled_steps_that_were_skipped_are_not_recorded():
     model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
     scale_before = float(model.optimizer.dynamic_scale.numpy())
     result = kbatch.find_lr(model, x, y, min_lr=1e-4, max_lr=1e-2, num_steps=20,
-                            verbose=0)
+                            verbose=0, extend=False)
     assert result.skipped_steps > 0
     assert result.lrs.size == 20  # every LR got a real update
     np.testing.assert_allclose(result.lrs, kbatch.lr.rules.lr_sweep(1e-4, 1e-2, 20))
@@ -316,7 +317,8 @@ def test_scripted_loss_through_find_lr_is_exact_per_batch():
     y = (np.arange(32, dtype="float32") % 5).reshape(-1, 1)
     model = scripted_model()
     result = kbatch.find_lr(model, x, y, batch_size=4, shuffle=False, num_steps=12,
-                            smoothing=0.0, min_lr=1e-4, max_lr=1e-2, verbose=0)
+                            smoothing=0.0, min_lr=1e-4, max_lr=1e-2, verbose=0,
+                            extend=False)
     expected = [np.mean(y[(i % 8) * 4 : (i % 8) * 4 + 4] ** 2) for i in range(12)]
     np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
 
@@ -345,7 +347,7 @@ def test_a_compute_loss_without_the_training_argument_is_accepted():
     before = model_state(model)
     calls = model.calls
     result = kbatch.find_lr(model, x, y, num_steps=10, validation_data=(x[:32], y[:32]),
-                            verbose=0)
+                            verbose=0, extend=False)
     assert result.loss_kind == "validation" and result.lrs.size == 10
     assert model.calls > calls  # the validation loss is the model's own
     assert_same_state(before, model_state(model))

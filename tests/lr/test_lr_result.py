@@ -160,7 +160,7 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch):
 def test_a_curve_that_never_fell_has_no_suggestion_and_says_why():
     lrs = np.logspace(-5, 0, 30)
     result = LRFinderResult(lrs, np.linspace(2.0, 3.0, 30), smoothing=0.0)
-    with pytest.raises(ValueError, match="never fell"):
+    with pytest.raises(ValueError, match="not seen to fall"):
         result.suggestion()
     assert "no suggestion" in repr(result)
     assert "warning" in result.summary()

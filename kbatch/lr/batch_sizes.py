@@ -1,0 +1,429 @@
+"""`lr_for_batch_sizes`: the learning rate that is best at each batch size,
+for a training budget, measured with short probe runs."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from kbatch._internal import backend as _backend
+from kbatch._internal import data as _data
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
+from kbatch._internal.building import ensure_built
+from kbatch._internal.model_checks import check_compiled_model
+from kbatch._internal.model_checks import check_trainable
+from kbatch._internal.results import Result
+from kbatch._internal.state import TrainingState
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+from kbatch._internal.validate import check_verbose
+from kbatch.critical import fits
+from kbatch.lr import probes
+
+__all__ = ["LRByBatchSize", "lr_for_batch_sizes"]
+
+# Each probe trains this fraction of the budget's samples; rungs of the LR
+# ladder are this many decades apart; at most this many rungs per batch size.
+PROBE_FRACTION = 0.25
+SPACING = 0.5
+MAX_RUNGS = 8
+MIN_PROBE_STEPS = 5
+
+
+class LRByBatchSize(Result):
+    """The best learning rate at each batch size, as measured.
+
+    Attributes:
+        batch_sizes: The measured batch sizes (increasing).
+        learning_rates: The best LR at each of them.
+        bands: `(low, high)` per batch size: the LRs whose probe loss is within
+            2% of the best (see `kbatch.lr.probes.band`).
+        probes: Per batch size, the `(lr, validation loss)` pairs probed.
+        epochs: The training budget the LRs are for.
+        exponent: Fitted `lr ~ B**exponent` over the measured sizes.
+        eps_max, b_noise: Fitted `lr = eps_max / (1 + b_noise / B)`
+            (McCandlish et al. 2018), `None` when fewer than two sizes.
+        left_out: `{batch_size: reason}` for sizes that could not be measured.
+        metadata: Settings, cost (samples and seconds) and the model's name.
+
+    Example:
+
+    >>> r = LRByBatchSize([32, 128], [0.01, 0.04], epochs=5)
+    >>> r.predict(64), r.exponent
+    (0.02, 1.0)
+    """
+
+    def __init__(self, batch_sizes, learning_rates, *, epochs, bands=None,
+                 probes=None, left_out=None, metadata=None):
+        order = np.argsort(np.asarray(batch_sizes, dtype=np.int64))
+        self.batch_sizes = [int(batch_sizes[i]) for i in order]
+        self.learning_rates = [float(learning_rates[i]) for i in order]
+        if len(self.batch_sizes) != len(set(self.batch_sizes)):
+            raise ValueError(f"Repeated batch sizes: {self.batch_sizes}")
+        for lr in self.learning_rates:
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"Learning rates must be positive: {learning_rates}")
+        self.epochs = epochs
+        bands = bands or {}
+        self.bands = {b: tuple(float(v) for v in bands[b]) if b in bands
+                      else (lr, lr)
+                      for b, lr in zip(self.batch_sizes, self.learning_rates)}
+        self.probes = {int(b): [(float(lr), float(loss)) for lr, loss in pairs]
+                       for b, pairs in (probes or {}).items()}
+        self.left_out = {int(b): str(why) for b, why in (left_out or {}).items()}
+        self.metadata = dict(metadata or {})
+
+    # ------------------------------------------------------------ the relation
+    def predict(self, batch_size) -> float:
+        """The LR at `batch_size`: measured, interpolated in log-log between
+        measured sizes, or extrapolated with an exponent kept in `[0, 1]`."""
+        batch_size = check_number("batch_size", batch_size, low=1)
+        if not self.batch_sizes:
+            raise ValueError("No batch size was measured; nothing to predict.")
+        return probes.interpolate(self.batch_sizes, self.learning_rates, batch_size)
+
+    def __call__(self, batch_size) -> float:
+        return self.predict(batch_size)
+
+    @property
+    def exponent(self) -> float | None:
+        if len(self.batch_sizes) < 2:
+            return None
+        return round(fits.fit_power_law(self.batch_sizes, self.learning_rates)[0], 12)
+
+    def noise_law(self):
+        """`(eps_max, b_noise, rms)` of the fitted noise law, or `None`."""
+        if len(self.batch_sizes) < 2:
+            return None
+        return fits.fit_noise_law(self.batch_sizes, self.learning_rates)
+
+    def verdict(self) -> str:
+        """One line: how the best LR moves with the batch size."""
+        if len(self.batch_sizes) < 2:
+            return "one batch size measured: no relation"
+        alpha = self.exponent
+        rule = fits.rule_for_exponent(alpha)
+        low, high = self.batch_sizes[0], self.batch_sizes[-1]
+        return (f"best LR grows as B^{alpha:.2f} from batch {low} to {high} "
+                f"(closest textbook rule: {rule!r}), for {self.epochs} epochs")
+
+    def summary(self) -> str:
+        lines = [f"Best LR per batch size for {self.epochs} epochs:"]
+        for b, lr in zip(self.batch_sizes, self.learning_rates):
+            low, high = self.bands[b]
+            lines.append(f"  batch {b:>6}: {lr:.3g}  (as good within 2%: "
+                         f"{low:.3g}..{high:.3g})")
+        for b, why in self.left_out.items():
+            lines.append(f"  batch {b:>6}: left out ({why})")
+        lines.append("  " + self.verdict())
+        return "\n".join(lines)
+
+    def __repr__(self):
+        pairs = ", ".join(f"{b}: {lr:.3g}" for b, lr in
+                          zip(self.batch_sizes, self.learning_rates))
+        return f"<LRByBatchSize {{{pairs}}}, epochs={self.epochs}>"
+
+    def plot(self, ax=None, *, path=None):
+        """Best LR against batch size (log-log) with its band and the fitted
+        laws. Needs matplotlib."""
+        from kbatch import plotting
+
+        return plotting.plot_lr_by_batch_size(self, ax=ax, path=path)
+
+    # ------------------------------------------------------------ file format
+    def _fields(self) -> dict:
+        law = self.noise_law()
+        return {
+            "epochs": self.epochs,
+            "batch_sizes": self.batch_sizes,
+            "learning_rates": self.learning_rates,
+            "bands": {str(b): list(v) for b, v in self.bands.items()},
+            "probes": {str(b): [list(p) for p in pairs]
+                       for b, pairs in self.probes.items()},
+            "exponent": self.exponent,
+            "noise_law": None if law is None else {
+                "eps_max": law[0], "b_noise": law[1], "rms_log": law[2]},
+            "left_out": {str(b): why for b, why in self.left_out.items()},
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def _from_fields(cls, data):
+        sizes = [int(b) for b in data["batch_sizes"]]
+        lrs = [float(v) for v in data["learning_rates"]]
+        if len(sizes) != len(lrs):
+            raise ValueError("'batch_sizes' and 'learning_rates' differ in length")
+        bands = {int(b): tuple(v) for b, v in (data.get("bands") or {}).items()}
+        pairs = {int(b): [tuple(p) for p in v]
+                 for b, v in (data.get("probes") or {}).items()}
+        for b, v in pairs.items():
+            for p in v:
+                if len(p) != 2:
+                    raise ValueError(f"bad probe {p!r} at batch size {b}")
+        return cls(sizes, lrs, epochs=data["epochs"], bands=bands, probes=pairs,
+                   left_out=data.get("left_out"), metadata=data.get("metadata"))
+
+
+def _take(structure, index):
+    return keras.tree.map_structure(lambda a: a[index], structure)
+
+
+def _split(x, y, validation_data, validation_split, seed):
+    """`(x_train, y_train, x_val, y_val, n_train)` as NumPy structures."""
+    if _data.is_tf_dataset(x):
+        if validation_data is None:
+            raise ValueError(
+                "lr_for_batch_sizes with a tf.data.Dataset needs "
+                "`validation_data` (the probes are compared on it).")
+        x, y = _data.unbatched_to_arrays(x, y)
+    elif _data.is_py_dataset(x) or _data.is_generator(x):
+        raise ValueError(
+            "lr_for_batch_sizes re-batches the data at every batch size, so it "
+            "needs arrays or an unbatched tf.data.Dataset. Received: x of type "
+            f"{type(x).__name__}.")
+    if y is None:
+        raise ValueError(
+            "Argument `y` is required with array inputs (the targets). "
+            "Received: y=None")
+    x, y, n = _data.check_arrays(x, y)
+    if validation_data is not None:
+        if _data.is_tf_dataset(validation_data):
+            xv, yv = _data.unbatched_to_arrays(validation_data, None)
+        elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+            xv, yv = validation_data
+        else:
+            raise ValueError(
+                "Argument `validation_data` must be `(x_val, y_val)` or a "
+                f"tf.data.Dataset. Received: {type(validation_data).__name__}")
+        xv, yv, _ = _data.check_arrays(xv, yv, name="validation_data")
+        return x, y, xv, yv, n
+    n_val = round(n * validation_split)
+    if n_val < 1 or n - n_val < 1:
+        raise ValueError(
+            f"Argument `validation_split` leaves no validation or no training "
+            f"samples out of {n}. Received: validation_split={validation_split}")
+    order = np.random.default_rng(seed).permutation(n)
+    train, val = order[n_val:], order[:n_val]
+    return _take(x, train), _take(y, train), _take(x, val), _take(y, val), n - n_val
+
+
+def _check_batch_sizes(batch_sizes, n_train):
+    if isinstance(batch_sizes, (int, np.integer)) or batch_sizes is None:
+        raise TypeError(
+            "Argument `batch_sizes` must be a list of batch sizes. Received: "
+            f"batch_sizes={batch_sizes!r}")
+    sizes = [check_int(f"batch_sizes[{i}]", b, minimum=1)
+             for i, b in enumerate(batch_sizes)]
+    if not sizes:
+        raise ValueError("Argument `batch_sizes` is empty. Pass one or more sizes.")
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"Argument `batch_sizes` repeats a size. Received: {sizes}")
+    too_big = [b for b in sizes if b > n_train]
+    if too_big:
+        raise ValueError(
+            f"Argument `batch_sizes` holds sizes larger than the {n_train} "
+            f"training samples: {too_big}. Pass smaller sizes or more data.")
+    return sorted(sizes)
+
+
+def lr_for_batch_sizes(
+    model,
+    x,
+    y=None,
+    *,
+    batch_sizes,
+    epochs,
+    validation_data=None,
+    validation_split: float = 0.15,
+    probe_fraction: float = PROBE_FRACTION,
+    seed: int = 0,
+    verbose="auto",
+) -> LRByBatchSize:
+    """Measure the learning rate that is best at each batch size, for a budget.
+
+    The best LR depends on the batch size *and* on how long one trains, so it
+    is measured, not read off a rule: at each batch size, short probe runs
+    from the model's current weights, each on `probe_fraction` (a quarter) of
+    the samples that `epochs` epochs would see, at a ladder of learning rates
+    half a decade apart, compared on their validation loss. The ladder is
+    extended until the best probe has a worse one on each side, and the best
+    LR is refined by a parabola in log LR through the best probe and its
+    neighbours. The first (largest) batch size starts its ladder at
+    `find_lr`'s suggestion; each smaller one at the previous answer scaled by
+    the square root of the batch ratio.
+
+    It costs about one training run of the budget at each batch size (3 to 4
+    probes of a quarter each) plus a short range test.
+
+    The model is left exactly as it was: weights, every optimizer variable
+    and the learning rate (or schedule), also after an exception, a NaN or
+    Ctrl-C. A batch size that runs out of memory or fails is left out and
+    reported in `.left_out`; the others are still measured.
+
+    Args:
+        model: A compiled `keras.Model`, usually freshly initialised (the
+            probes start from its current weights).
+        x, y: Training data: arrays (or dicts/lists of arrays), or an
+            unbatched `tf.data.Dataset` of `(x, y)` that fits in memory (with
+            `validation_data`).
+        batch_sizes: The batch sizes to measure (positive integers, each at
+            most the number of training samples).
+        epochs: Integer `>= 1`. The training budget the LRs are for.
+        validation_data: Optional `(x_val, y_val)` or unbatched dataset the
+            probes are compared on. Default: `validation_split` of `x`.
+        validation_split: Float in `(0, 1)`. Held out of `x` when no
+            `validation_data` is given. Defaults to `0.15`.
+        probe_fraction: Float in `(0, 1]`. Fraction of the budget's samples
+            each probe trains on. Defaults to `0.25`.
+        seed: Integer. Seeds the split and the probes' shuffling.
+        verbose: `"auto"`, `0`, `1` (a progress bar) or `2` (a line per
+            batch size).
+
+    Returns:
+        An `LRByBatchSize`: `.learning_rates`, `.predict(B)`, `.bands`,
+        `.exponent`, `.summary()`, `.plot()`, `.save(path)`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.default_rng(0).random((512, 8)).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([
+    ...     keras.Input((8,)),
+    ...     keras.layers.Dense(16, activation="relu"),
+    ...     keras.layers.Dense(2, activation="softmax"),
+    ... ])
+    >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    >>> best = lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64], epochs=2,
+    ...                           verbose=0)
+    >>> sorted(best.batch_sizes) == [16, 64] and best.predict(32) > 0
+    True
+    """
+    check_compiled_model(model, "lr_for_batch_sizes")
+    epochs = check_int("epochs", epochs, minimum=1)
+    validation_split = check_number("validation_split", validation_split,
+                                    low=0.0, high=1.0, low_inclusive=False,
+                                    high_inclusive=False)
+    probe_fraction = check_number("probe_fraction", probe_fraction, low=0.0,
+                                  high=1.0, low_inclusive=False)
+    seed = check_int("seed", seed, minimum=0)
+    verbose = check_verbose(verbose)
+    x_tr, y_tr, x_val, y_val, n_train = _split(x, y, validation_data,
+                                               validation_split, seed)
+    sizes = _check_batch_sizes(batch_sizes, n_train)
+    budget = epochs * n_train  # samples of the training run the LRs are for
+
+    first = _data.make_stream(x_tr, y_tr, batch_size=min(sizes), num_batches=1,
+                              seed=seed, model=model)
+    ensure_built(model, first.first_batch)
+    check_trainable(model)
+
+    from kbatch.lr.find import find_lr
+
+    state = TrainingState.capture(model)
+    control = _optimizer.LearningRateControl(model)
+    measured, bands, tried, left_out = {}, {}, {}, {}
+    samples_used = 0
+    started = time.perf_counter()
+    progbar = None
+    if verbose == 1:
+        progbar = keras.utils.Progbar(len(sizes), unit_name="batch size")
+
+    def probe(lr, batch_size, steps, index):
+        state.restore()
+        control.set(float(lr))
+        stream = _data.make_stream(x_tr, y_tr, batch_size=batch_size,
+                                   num_batches=steps, seed=seed + index,
+                                   model=model)
+        history = model.fit(**stream.fit_kwargs(), epochs=1, verbose=0)
+        train_loss = history.history.get("loss", [math.nan])[-1]
+        if not math.isfinite(train_loss):
+            return math.inf
+        loss = model.evaluate(x_val, y_val, batch_size=batch_size, verbose=0,
+                              return_dict=True)["loss"]
+        return float(loss) if math.isfinite(loss) else math.inf
+
+    try:
+        control.acquire(_optimizer.current_learning_rate(model.optimizer))
+        previous = None
+        for batch_size in reversed(sizes):  # largest first: cheapest probes
+            steps = max(MIN_PROBE_STEPS,
+                        math.ceil(probe_fraction * budget / batch_size))
+            try:
+                if previous is None:
+                    control.release()
+                    state.restore()
+                    centre = find_lr(model, x_tr, y_tr, batch_size=batch_size,
+                                     seed=seed, verbose=0).suggestion()
+                    control = _optimizer.LearningRateControl(model)
+                    control.acquire(centre)
+                else:
+                    prev_b, prev_lr = previous
+                    centre = prev_lr * math.sqrt(batch_size / prev_b)
+                step = 10.0**SPACING
+                lrs, losses = [], []
+                for lr in (centre / step, centre, centre * step):
+                    lrs.append(lr)
+                    losses.append(probe(lr, batch_size, steps, len(lrs)))
+                while len(lrs) < MAX_RUNGS:
+                    nxt = probes.next_rung(lrs, losses, SPACING)
+                    if nxt is None:
+                        break
+                    lrs.append(nxt)
+                    losses.append(probe(nxt, batch_size, steps, len(lrs)))
+                samples_used += len(lrs) * steps * batch_size
+                if not any(math.isfinite(v) for v in losses):
+                    raise FloatingPointError("every probe diverged")
+                best = probes.vertex(lrs, losses)
+                measured[batch_size] = best
+                low, high = probes.band(lrs, losses)
+                bands[batch_size] = (min(low, best), max(high, best))
+                tried[batch_size] = sorted(zip(lrs, losses))
+                previous = (batch_size, best)
+                if verbose == 2:
+                    report.message(f"lr_for_batch_sizes: batch {batch_size}: "
+                                   f"best LR {best:.3g} ({len(lrs)} probes)")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as error:  # leave this size out, go on
+                why = ("out of memory" if _backend.is_oom(error)
+                       else f"{type(error).__name__}: {error}")
+                left_out[batch_size] = why
+                if verbose:
+                    report.message(f"lr_for_batch_sizes: batch {batch_size} "
+                                   f"left out ({why.splitlines()[0][:120]})")
+            if progbar is not None:
+                progbar.add(1)
+    finally:
+        control.release()
+        state.restore()
+    if not measured:
+        raise ValueError(
+            "lr_for_batch_sizes measured no batch size; every one failed: "
+            + "; ".join(f"{b}: {why}" for b, why in left_out.items()))
+    if left_out:
+        warnings.warn(
+            "lr_for_batch_sizes left out batch sizes "
+            + ", ".join(f"{b} ({why.splitlines()[0][:80]})"
+                        for b, why in left_out.items()), stacklevel=2)
+    result = LRByBatchSize(
+        list(measured), list(measured.values()), epochs=epochs, bands=bands,
+        probes=tried, left_out=left_out,
+        metadata={
+            "model": model.name,
+            "optimizer": type(_optimizer.base_optimizer(model.optimizer)).__name__,
+            "train_samples": n_train,
+            "probe_fraction": probe_fraction,
+            "spacing_decades": SPACING,
+            "samples_trained": samples_used,
+            "budget_runs": round(samples_used / budget, 3),
+            "seconds": round(time.perf_counter() - started, 3),
+        })
+    if verbose:
+        report.message(result.summary())
+    return result

@@ -1,0 +1,176 @@
+"""`lr_for_batch_sizes`: the best LR per batch size, measured by probes."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import assert_same_state
+from conftest import classification_data
+from conftest import make_classifier
+from conftest import model_state
+
+import kbatch
+from kbatch.lr import batch_sizes as batch_sizes_module
+
+
+def _sgd_model():
+    return make_classifier(optimizer=keras.optimizers.SGD(0.01))
+
+
+def test_every_size_gets_a_bracketed_best_lr_and_the_model_is_untouched():
+    x, y = classification_data(n=600)
+    model = _sgd_model()
+    before = model_state(model)
+    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 128],
+                                       epochs=2, verbose=0)
+    assert_same_state(before, model_state(model))
+    assert result.batch_sizes == [16, 128] and not result.left_out
+    for b, lr in zip(result.batch_sizes, result.learning_rates):
+        tried = result.probes[b]
+        lrs = [p[0] for p in tried]
+        losses = [p[1] for p in tried]
+        best = int(np.argmin(losses))
+        # the best probe has a worse (or diverged) probe on each side ...
+        assert 0 < best < len(tried) - 1, tried
+        # ... and the answer lies between those neighbours, inside its band
+        assert lrs[best - 1] <= lr <= lrs[best + 1]
+        low, high = result.bands[b]
+        assert low <= lr <= high
+    # plain SGD with a fixed budget: a larger batch takes a larger LR
+    assert result.learning_rates[1] > 1.5 * result.learning_rates[0]
+
+
+def test_the_probes_train_the_budgets_samples():
+    x, y = classification_data(n=400)
+    model = _sgd_model()
+    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[20], epochs=4,
+                                       validation_split=0.25, verbose=0)
+    n_train = 300
+    steps = int(np.ceil(0.25 * 4 * n_train / 20))  # a quarter of the budget
+    probes = len(result.probes[20])
+    assert result.metadata["samples_trained"] == probes * steps * 20
+    assert result.metadata["train_samples"] == n_train
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"batch_sizes": [0, 16]}, ValueError, "batch_sizes[0]"),
+    ({"batch_sizes": [16, 2.5]}, TypeError, "batch_sizes[1]"),
+    ({"batch_sizes": [16, 4096]}, ValueError, "larger than the"),
+    ({"batch_sizes": 16}, TypeError, "list of batch sizes"),
+    ({"batch_sizes": []}, ValueError, "empty"),
+    ({"batch_sizes": [16, 16]}, ValueError, "repeats"),
+    ({"batch_sizes": [16], "epochs": 0}, ValueError, "epochs"),
+    ({"batch_sizes": [16], "validation_split": 1.0}, ValueError, "validation_split"),
+    ({"batch_sizes": [16], "probe_fraction": 0.0}, ValueError, "probe_fraction"),
+])
+def test_bad_input_is_refused_before_anything_trains(kwargs, error, words):
+    x, y = classification_data(n=256)
+    model = _sgd_model()
+    before = model_state(model)
+    kwargs.setdefault("epochs", 1)
+    with pytest.raises(error, match=words.replace("[", r"\[").replace("]", r"\]")):
+        kbatch.lr_for_batch_sizes(model, x, y, verbose=0, **kwargs)
+    assert_same_state(before, model_state(model))
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_missing_targets_and_an_uncompiled_model_are_named():
+    x, y = classification_data(n=128)
+    with pytest.raises(ValueError, match="`y` is required"):
+        kbatch.lr_for_batch_sizes(_sgd_model(), x, batch_sizes=[16], epochs=1)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="not compiled"):
+        kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16], epochs=1)
+
+
+class _OutOfMemoryAbove(keras.layers.Layer):
+    """Raises TensorFlow's out-of-memory error for batches above `limit`."""
+
+    def __init__(self, limit, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = limit
+
+    def call(self, x):
+        if x.shape[0] is not None and x.shape[0] > self.limit:
+            import tensorflow as tf
+
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM (injected)")
+        return x
+
+
+def test_a_size_that_runs_out_of_memory_is_left_out_and_reported():
+    x, y = classification_data(n=400)
+    model = keras.Sequential([keras.Input((8,)), _OutOfMemoryAbove(32),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.01),
+                  loss="sparse_categorical_crossentropy", run_eagerly=True)
+    before = model_state(model)
+    with pytest.warns(UserWarning, match="left out batch sizes 64"):
+        result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64],
+                                           epochs=1, verbose=0)
+    assert result.left_out == {64: "out of memory"}
+    assert result.batch_sizes == [16]
+    assert_same_state(before, model_state(model))
+
+
+def test_ctrl_c_restores_the_model_and_propagates(monkeypatch):
+    x, y = classification_data(n=300)
+    model = _sgd_model()
+    before = model_state(model)
+    calls = {"n": 0}
+    real_fit = keras.Model.fit
+
+    def interrupted_fit(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # inside the probes, after a few have trained
+            raise KeyboardInterrupt
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64], epochs=1,
+                                  verbose=0)
+    assert calls["n"] == 4
+    assert_same_state(before, model_state(model))
+
+
+def test_a_size_where_every_probe_diverges_is_left_out(monkeypatch):
+    x, y = classification_data(n=300)
+    model = _sgd_model()
+    monkeypatch.setattr(batch_sizes_module.probes, "next_rung",
+                        lambda *a, **k: None)
+    real_evaluate = keras.Model.evaluate
+
+    def nan_at_64(self, *args, **kwargs):
+        out = real_evaluate(self, *args, **kwargs)
+        if kwargs.get("batch_size") == 64:
+            out["loss"] = float("nan")
+        return out
+
+    monkeypatch.setattr(keras.Model, "evaluate", nan_at_64)
+    with pytest.warns(UserWarning, match="64"):
+        result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64],
+                                           epochs=1, verbose=0)
+    assert result.batch_sizes == [16]
+    assert "every probe diverged" in result.left_out[64]
+
+
+def test_the_result_round_trips_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = kbatch.LRByBatchSize(
+        [16, 64, 256], [0.01, 0.03, 0.05], epochs=3,
+        bands={16: (0.008, 0.02), 64: (0.02, 0.04), 256: (0.03, 0.08)},
+        probes={16: [(0.003, 1.2), (0.01, 1.0), (0.03, 1.1)]},
+        left_out={1024: "out of memory"})
+    path = result.save(tmp_path / "lr.json")
+    again = kbatch.LRByBatchSize.load(path)
+    assert again.to_dict() == result.to_dict()
+    assert json.loads(open(path).read())["left_out"] == {"1024": "out of memory"}
+    assert again.predict(32) == pytest.approx(0.01 * 3 ** 0.5)
+    slope = np.polyfit(np.log([16, 64, 256]), np.log([0.01, 0.03, 0.05]), 1)[0]
+    assert f"B^{slope:.2f}" in again.verdict()
+    assert slope == pytest.approx(0.58, abs=0.01)
+    ax = again.plot(path=tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").stat().st_size > 0
+    assert len(ax.lines) >= 3
