@@ -20,6 +20,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 # The pure math: NumPy and the standard library only (DESIGN.md §1).
 PURE = [
     "kbatch/lr/rules.py",
+    "kbatch/lr/probes.py",
     "kbatch/scaling/rules.py",
     "kbatch/critical/estimators.py",
     "kbatch/critical/fits.py",

@@ -20,6 +20,7 @@ from kbatch.critical.largest_batch import find_max_batch_size
 from kbatch.critical.noise_scale import measure_noise_scale
 from kbatch.critical.scaling_law import lr_scaling_law
 from kbatch.critical.throughput import measure_throughput
+from kbatch.lr.batch_sizes import lr_for_batch_sizes
 
 __all__ = [
     "Advice",
@@ -36,8 +37,10 @@ class Advice(Result):
         warmup_steps: Steps of linear warm-up from the small-batch LR (0: none
             needed).
         reasons: One line per factor that went into the choice.
-        memory, throughput, noise, scaling_law: The measurements (kbatch
-            result objects, or dicts for a loaded advice).
+        memory, throughput, noise, scaling_law, lr_by_batch_size: The
+            measurements (kbatch result objects, or dicts for a loaded
+            advice); `lr_by_batch_size` when a budget (`epochs`) was given,
+            `scaling_law` otherwise.
         relative_time: Predicted time to a target loss per candidate batch
             size, relative to the best.
 
@@ -53,7 +56,7 @@ class Advice(Result):
 
     def __init__(self, batch_size, learning_rate, warmup_steps, reasons, *,
                  memory=None, throughput=None, noise=None, scaling_law=None,
-                 relative_time=None, settings=None):
+                 relative_time=None, settings=None, lr_by_batch_size=None):
         self.batch_size = int(batch_size)
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
@@ -62,6 +65,7 @@ class Advice(Result):
         self.throughput = throughput
         self.noise = noise
         self.scaling_law = scaling_law
+        self.lr_by_batch_size = lr_by_batch_size
         self.relative_time = relative_time or {}
         self.settings = dict(settings or {})
 
@@ -91,6 +95,7 @@ class Advice(Result):
             "throughput": as_dict(self.throughput),
             "noise": as_dict(self.noise),
             "scaling_law": as_dict(self.scaling_law),
+            "lr_by_batch_size": as_dict(self.lr_by_batch_size),
             "settings": self.settings,
         }
 
@@ -108,6 +113,7 @@ class Advice(Result):
         return cls(batch_size, learning_rate, warmup_steps, reasons,
                    memory=data.get("memory"), throughput=data.get("throughput"),
                    noise=data.get("noise"), scaling_law=data.get("scaling_law"),
+                   lr_by_batch_size=data.get("lr_by_batch_size"),
                    relative_time={int(k): v for k, v in
                                   (data.get("relative_time") or {}).items()},
                    settings=data.get("settings"))
@@ -188,6 +194,23 @@ class Advice(Result):
             ax.grid(alpha=0.25)
             plotting.plot_scaling_law(law, ax=axes[0, 1])
             axes[0, 1].axvline(self.batch_size, color="black", linestyle="--")
+        measured = self.lr_by_batch_size
+        if measured is not None and hasattr(measured, "probes"):
+            ax = axes[0, 0]
+            for b in measured.batch_sizes:
+                pairs = sorted(p for p in measured.probes.get(b, [])
+                               if np.isfinite(p[1]))
+                if pairs:
+                    ax.plot([p[0] for p in pairs], [p[1] for p in pairs],
+                            marker="o", label=f"B={b}")
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("validation loss after the probe")
+            ax.set_title("Probes: a quarter of the budget each")
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.25)
+            plotting.plot_lr_by_batch_size(measured, ax=axes[0, 1])
+            axes[0, 1].axvline(self.batch_size, color="black", linestyle="--")
         cap = None
         if self.memory is not None and hasattr(self.memory, "train_batch_size"):
             cap = self.memory.train_batch_size
@@ -242,6 +265,7 @@ def advise(
     y=None,
     *,
     batch_sizes=None,
+    epochs: int | None = None,
     max_batch_size: int | None = None,
     train_steps: int = 200,
     noise_steps: int = 30,
@@ -264,7 +288,16 @@ def advise(
        after `train_steps` steps of training at the smallest batch size, since
        it is tiny at initialization.
 
-    The advised batch size minimises the predicted time to reach a given loss,
+    With a training budget (`epochs`), step 3 is `lr_for_batch_sizes` at
+    every candidate that fits: the best LR of each batch size for that budget,
+    measured with short probes, and how low each batch size's best probe got
+    the validation loss. The advice is the fastest batch size whose best
+    probe is within 1% of the lowest loss, at its measured LR, without
+    warm-up (the LR was measured without one). This is the recommended use:
+    the best LR depends on how long one trains.
+
+    Without `epochs`, the advised batch size minimises the predicted time to
+    reach a given loss,
     `(B + B_noise) / throughput(B)` (McCandlish et al. 2018, with
     `B_noise ~ B_simple`), among the candidates that fit in memory: below the
     critical batch size a larger batch saves steps almost for free, above it
@@ -278,6 +311,8 @@ def advise(
         x, y: Training samples as arrays.
         batch_sizes: Candidate batch sizes. Defaults to powers of two from 16
             up to a quarter of the samples and the memory cap.
+        epochs: Optional integer. The training budget the advice is for
+            (recommended; see above).
         max_batch_size: Integer. Upper bound of the memory search. Defaults to
             the number of samples (at most 8192).
         train_steps: Integer. Training steps before measuring the noise scale.
@@ -319,6 +354,7 @@ def advise(
             "advise needs the training samples as arrays (it builds batches of "
             f"many sizes). Received: x of type {type(x).__name__}")
     x, y, n = _data.check_arrays(x, y)
+    epochs = check_int("epochs", epochs, minimum=1, allow_none=True)
     limit = check_int("max_batch_size", max_batch_size, minimum=1,
                       allow_none=True) or min(8192, n)
     started = time.perf_counter()
@@ -350,6 +386,10 @@ def advise(
     say(f"throughput: knee at batch {throughput.knee}, best "
         f"{throughput.best:,.0f} samples/s")
     del model
+
+    if epochs is not None:
+        return _advise_for_budget(build_model, x, y, n, epochs, fitting, memory,
+                                  throughput, cap, candidates, seed, say, started)
 
     law_sizes = _spread(fitting, 4)
     law = lr_scaling_law(build_model, x, y, batch_sizes=law_sizes,
@@ -412,6 +452,60 @@ def advise(
                   noise=noise, scaling_law=law, relative_time=relative_time,
                   settings={"samples": n, "candidates": candidates, "seed": seed,
                             "train_steps": train_steps, "seconds": round(
+                                time.perf_counter() - started, 1)})
+
+
+# Batch sizes whose best probe loss is within this fraction of the lowest are
+# as good for the budget; the fastest of them is advised.
+QUALITY_TOLERANCE = 0.01
+
+
+def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput,
+                       cap, candidates, seed, say, started):
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+    measured = lr_for_batch_sizes(model, x, y, batch_sizes=fitting, epochs=epochs,
+                                  seed=seed, verbose=0)
+    del model
+    say(f"LR per batch size for {epochs} epochs: {measured.verdict()}")
+    losses = measured.best_losses
+    lowest = min(losses.values())
+    level = lowest + QUALITY_TOLERANCE * abs(lowest)
+    good = [b for b in measured.batch_sizes if losses[b] <= level]
+    speed = dict(zip(throughput.batch_sizes, throughput.samples_per_second))
+    chosen = max(good, key=lambda b: (speed.get(b, 0.0)
+                                      if math.isfinite(speed.get(b, math.nan))
+                                      else 0.0, b))
+    lr = measured.predict(chosen)
+    best_b = min(losses, key=losses.get)
+    reasons = [
+        f"memory: batches up to {memory.largest_train} train"
+        + (" (the search limit, not memory, stopped the search)" if memory.hit_limit
+           else f"; {cap} keeps a {memory.margin:.0%} margin"),
+        f"throughput: {throughput.knee} already reaches {throughput.fraction:.0%} of "
+        f"the best {throughput.best:,.0f} samples/s",
+        f"budget: {epochs} epochs; the best LR of each batch size was measured "
+        f"for it with probes of {measured.metadata['probe_fraction']:.0%} of its "
+        "samples: " + ", ".join(f"{b}: {v:.3g}" for b, v in
+                                zip(measured.batch_sizes, measured.learning_rates)),
+        f"quality: the lowest probe loss is at batch {best_b} ({lowest:.4g}); "
+        f"batch sizes within {QUALITY_TOLERANCE:.0%} of it: {good}",
+        f"speed: {chosen} is the fastest of those "
+        f"({speed.get(chosen, math.nan):,.0f} samples/s)",
+        f"LR scaling measured on this model for the budget: {measured.verdict()}",
+        f"learning rate {lr:.3g} at batch {chosen} (measured; as good within 2%: "
+        f"{measured.bands[chosen][0]:.3g}..{measured.bands[chosen][1]:.3g})",
+        "warm-up: none; the LR was measured without one",
+    ]
+    if measured.left_out:
+        reasons.append("left out: " + ", ".join(
+            f"{b} ({why.splitlines()[0][:60]})"
+            for b, why in measured.left_out.items()))
+    say(f"advice: batch {chosen}, LR {lr:.3g}, no warm-up")
+    return Advice(chosen, lr, 0, reasons, memory=memory, throughput=throughput,
+                  lr_by_batch_size=measured,
+                  settings={"samples": n, "candidates": candidates, "seed": seed,
+                            "epochs": epochs, "seconds": round(
                                 time.perf_counter() - started, 1)})
 
 

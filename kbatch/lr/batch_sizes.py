@@ -91,6 +91,17 @@ class LRByBatchSize(Result):
         return self.predict(batch_size)
 
     @property
+    def best_losses(self) -> dict:
+        """`{batch_size: lowest validation loss of its probes}`: how good each
+        batch size got, at its best LR, on equal samples."""
+        out = {}
+        for b in self.batch_sizes:
+            finite = [loss for _, loss in self.probes.get(b, []) if math.isfinite(loss)]
+            if finite:
+                out[b] = min(finite)
+        return out
+
+    @property
     def exponent(self) -> float | None:
         if len(self.batch_sizes) < 2:
             return None

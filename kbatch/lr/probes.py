@@ -160,7 +160,7 @@ def interpolate(batch_sizes, learning_rates, batch_size: float) -> float:
     if b.size == 0:
         raise ValueError("interpolate needs at least one measured batch size.")
     if b.size == 1:
-        return float(np.exp(lr[0]))
+        return float(np.asarray(learning_rates, dtype=np.float64).reshape(-1)[0])
     x = math.log(float(batch_size))
     if b[0] <= x <= b[-1]:
         return float(round(np.exp(np.interp(x, b, lr)), 12))

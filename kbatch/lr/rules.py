@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "AGREE_MARGIN",
     "FALL_FRACTION",
+    "FALL_NOISE",
     "MIN_FALL",
     "STEEPEST_DECADES",
     "SUGGESTION_RULES",
@@ -316,9 +317,12 @@ def _step_noise(losses) -> float:
 
 
 # A fall counts when the trend drops below its starting level by more than
-# MIN_FALL of that level and by more than the curve's point-to-point noise;
+# MIN_FALL of that level and by more than FALL_NOISE times the curve's
+# point-to-point noise (the lowest point of a smoothed noise-only curve lies
+# about one noise unit below its start);
 # it starts where the trend has covered FALL_FRACTION of its drop.
 MIN_FALL = 0.02
+FALL_NOISE = 1.5
 FALL_FRACTION = 0.1
 
 
@@ -329,10 +333,10 @@ def fall_start(lrs, trend, losses) -> float | None:
     loss was not seen to fall (a "dead" suggestion: trained, the model stays
     where it started). The curve's starting level is the median of its first
     few raw losses; the loss has fallen when the trend's lowest point lies
-    below that level by more than `MIN_FALL` (2%) of it and by more than the
-    point-to-point noise of the raw losses. The fall starts at the last LR,
-    before the lowest point, where the trend has covered less than
-    `FALL_FRACTION` (10%) of the drop.
+    below that level by more than `MIN_FALL` (2%) of it and by more than
+    `FALL_NOISE` (1.5) times the point-to-point noise of the raw losses. The
+    fall starts at the last LR, before the lowest point, where the trend has
+    covered less than `FALL_FRACTION` (10%) of the drop.
 
     Args:
         lrs: The (effective) learning rates of the sweep.
@@ -364,7 +368,8 @@ def fall_start(lrs, trend, losses) -> float | None:
     head = max(3, min(10, best // 4))
     start = float(np.median(raw[:head]))
     drop = start - float(curve[best])
-    if drop <= MIN_FALL * abs(start) or drop <= _step_noise(raw[: best + 1]):
+    noise = _step_noise(raw[: best + 1])
+    if drop <= MIN_FALL * abs(start) or drop <= FALL_NOISE * noise:
         return None
     level = start - FALL_FRACTION * drop
     above = np.flatnonzero(curve[: best + 1] >= level)

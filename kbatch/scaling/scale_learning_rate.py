@@ -95,8 +95,9 @@ class ScaleLearningRate(keras.callbacks.Callback):
             batched dataset). Give this or `per_replica_batch_size`.
         per_replica_batch_size: Integer. The batch size per replica.
         rule: `"auto"` (`kbatch.default_rule`: linear for SGD, square root for
-            adaptive optimizers), or any rule of `kbatch.scale_lr`. Defaults to
-            `"auto"`.
+            adaptive optimizers), any rule of `kbatch.scale_lr`, or a measured
+            relation: the `LRByBatchSize` of `kbatch.lr_for_batch_sizes` (see
+            `from_measured`). Defaults to `"auto"`.
         noise_scale: Float. Gradient noise scale, for `rule="noise_aware"`.
         warmup_steps: Integer. Steps of linear warm-up (batches seen by `fit`).
             Defaults to `0`.
@@ -150,7 +151,10 @@ class ScaleLearningRate(keras.callbacks.Callback):
             "per_replica_batch_size", per_replica_batch_size, minimum=1,
             allow_none=True,
         )
-        if rule != "auto":
+        if _is_measured(rule):
+            if not rule.batch_sizes:
+                raise ValueError("The measured relation `rule` holds no batch size.")
+        elif rule != "auto":
             scaling_factor(1, 1, rule, noise_scale)  # validates
         self.rule = rule
         self.noise_scale = noise_scale
@@ -181,7 +185,14 @@ class ScaleLearningRate(keras.callbacks.Callback):
         )
         rule = self.rule
         why_rule = ""
-        if rule == "auto":
+        multiplier = 1.0
+        shown = "measured" if _is_measured(rule) else None
+        if _is_measured(rule):
+            measured = rule
+            multiplier = measured.predict(global_batch) / self.base_learning_rate
+            rule = "none"
+            why_rule = f" ({measured.verdict()})"
+        elif rule == "auto":
             rule = default_rule(model.optimizer)
             name = type(_optimizer.base_optimizer(model.optimizer)).__name__
             why_rule = f" (the usual rule for {name})"
@@ -203,14 +214,40 @@ class ScaleLearningRate(keras.callbacks.Callback):
             noise_scale=self.noise_scale,
             warmup_steps=warmup,
             after=self.after,
+            multiplier=multiplier,
         )
         _optimizer.base_optimizer(model.optimizer).learning_rate = self.schedule
         model.make_train_function(force=True)
         self._expected_samples = parts["batch_size"]
-        self.explanation = _explain(self.schedule, parts, global_batch, rule,
-                                    why_rule)
+        self.explanation = _explain(self.schedule, parts, global_batch,
+                                    shown or rule, why_rule)
         if self.verbose:
             report.message(self.explanation)
+
+    @classmethod
+    def from_measured(cls, measured, batch_size=None, **kwargs):
+        """Train at the LR `kbatch.lr_for_batch_sizes` measured for this
+        run's global batch size (interpolated between measured sizes).
+
+        The warm-up, if any, starts from the LR measured at the smallest size.
+
+        Example:
+
+        >>> from kbatch.lr import LRByBatchSize
+        >>> measured = LRByBatchSize([32, 128], [0.01, 0.04], epochs=5)
+        >>> scale = ScaleLearningRate.from_measured(measured, batch_size=64,
+        ...                                         verbose=0)
+        >>> scale.base_learning_rate, scale.base_batch_size
+        (0.01, 32)
+        """
+        if not _is_measured(measured):
+            raise TypeError(
+                "Argument `measured` must be the result of "
+                "`kbatch.lr_for_batch_sizes`. Received: "
+                f"{type(measured).__name__}")
+        base = measured.batch_sizes[0]
+        return cls(measured.learning_rates[0], base, batch_size, rule=measured,
+                   **kwargs)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._expected_samples is None:
@@ -243,12 +280,16 @@ class ScaleLearningRate(keras.callbacks.Callback):
             "base_batch_size": self.base_batch_size,
             "batch_size": self.batch_size,
             "per_replica_batch_size": self.per_replica_batch_size,
-            "rule": self.rule,
+            "rule": self.rule.to_dict() if _is_measured(self.rule) else self.rule,
             "noise_scale": self.noise_scale,
             "warmup_steps": self.warmup_steps,
             "warmup_epochs": self.warmup_epochs,
             "verbose": self.verbose,
         }
+
+
+def _is_measured(rule) -> bool:
+    return hasattr(rule, "predict") and hasattr(rule, "batch_sizes")
 
 
 def _explain(schedule, parts, global_batch, rule, why_rule):

@@ -28,6 +28,7 @@ from kbatch._internal import optimizer as _optimizer
 from kbatch._internal.validate import check_choice
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
+from kbatch.lr import probes as lr_probes
 from kbatch.lr import rules as lr_rules
 from kbatch.precision import dtype_policy
 from kbatch.scaling import rules as scaling_rules
@@ -92,14 +93,15 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
 
     With `parametrization="scaled"` (the default) the LR is searched as
     `lr_multiplier`, log-uniform in `multiplier_range`, times a centre that
-    moves with the batch size: the base LR `scale_lr`-ed from
-    `base_batch_size` to the trial's batch size by `scaling_rule`, but never
-    more than `1 / max(multiplier_range)` of the edge of stability (the LR at
-    which the range-test loss diverges, measured at the smallest and the largest
-    batch size and interpolated), so that no trial is wasted past it. With
-    `learning_rate="auto"` the base LR and the edges come from LR range tests
-    (`kbatch.find_lr`) run once, on the first trial's data, and cached in the
-    tuner's project directory, so a resumed search does not rerun them.
+    moves with the batch size. With `learning_rate="auto"` (the default) the
+    centre is the LR measured best at the trial's batch size for `epochs`
+    epochs by `kbatch.lr_for_batch_sizes` (short probe runs at every batch
+    size), run once, on the first trial's data, and cached in the tuner's
+    project directory, so a resumed search does not rerun it: the first trial
+    at each batch size (multiplier 1) already trains at the measured LR.
+    With `learning_rate=(low, high)` the centre is `sqrt(low * high)`,
+    `scale_lr`-ed from `base_batch_size` to the trial's batch size by
+    `scaling_rule`.
     `parametrization="independent"` searches `learning_rate` log-uniformly in a
     fixed range, the plain search, for comparison.
 
@@ -126,13 +128,14 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     Args:
         build_model: Function `hp -> compiled keras.Model`.
         batch_sizes: Batch sizes to choose from. Defaults to 16 ... 512.
-        learning_rate: `"auto"` (from range tests) or `(low, high)`: for
+        learning_rate: `"auto"` (measured per batch size) or `(low, high)`: for
             `"scaled"`, the window at `base_batch_size`; for `"independent"`,
             the search range.
         base_batch_size: Integer. Batch size of the base LR. Defaults to the
             middle of `batch_sizes` (shortest extrapolation).
         scaling_rule: `"auto"` (`kbatch.default_rule` of the optimizer) or any
-            rule of `kbatch.scale_lr`.
+            rule of `kbatch.scale_lr`; used with `learning_rate=(low, high)`
+            (with `"auto"` the LR of every batch size is measured).
         parametrization: `"scaled"` or `"independent"`.
         multiplier_range: `(low, high)` of the LR multiplier. Defaults to
             `(0.25, 4.0)`.
@@ -434,6 +437,18 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
                 x, y = _training_part(x, y, split)
             self._ensure_anchors(hp, x, y)
             base_lr = self.anchors["base_lr"]
+            measured = self.anchors.get("measured")
+            if measured:
+                # centred on the LR measured for this batch size and budget
+                at_batch = lr_probes.interpolate(measured["batch_sizes"],
+                                                 measured["learning_rates"], batch)
+                schedule = BatchScaledSchedule(
+                    base_lr, base_batch, batch, rule="none",
+                    multiplier=at_batch / base_lr * float(hp.get("lr_multiplier")))
+                if warmup_steps and schedule.learning_rate > base_lr:
+                    schedule = BatchScaledSchedule.from_config(
+                        {**schedule.get_config(), "warmup_steps": warmup_steps})
+                return schedule
         else:
             low, high = self.learning_rate
             base_lr = math.sqrt(low * high)
@@ -464,32 +479,38 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             return
         if x is None:
             raise keras_tuner.errors.FatalValueError(
-                "learning_rate='auto' runs an LR range test on the training data, "
-                "but search() was given none.")
-        from kbatch.lr.find import find_lr
+                "learning_rate='auto' measures the best LR per batch size on the "
+                "training data, but search() was given none.")
+        from kbatch.lr.batch_sizes import lr_for_batch_sizes
 
-        sizes = sorted({self.base_batch_size, self.batch_sizes[0],
-                        self.batch_sizes[-1]})
-        base_lr, edges = None, {}
-        # The range tests start from seed 0, so the anchors do not depend on the
-        # search; the trials after them go on from a seed drawn from the random
-        # state before them (not from seed 0, which would make every search
-        # train the same way from here on).
+        if _data.is_tf_dataset(x):
+            x, y = _data.unbatched_to_arrays(x, y)
+        n = _data.num_samples(x, "x")
+        sizes = [b for b in self.batch_sizes if b <= n] or [min(self.batch_sizes[0], n)]
+        # The measurement starts from seed 0, so the anchors do not depend on
+        # the search; the trials after it go on from a seed drawn from the
+        # random state before it (not from seed 0, which would make every
+        # search train the same way from here on).
         resume_seed = random.randrange(2**31 - 1)
         try:
-            for size in sizes:
-                keras.utils.set_random_seed(0)
-                with dtype_policy(self.policy):
-                    model = self.build_model(hp)
-                result = find_lr(model, x, y, batch_size=size, seed=0, verbose=0)
-                edges[size] = divergence_lr(result)
-                if size == self.base_batch_size:
-                    base_lr = result.suggestion()
-                del model
+            keras.utils.set_random_seed(0)
+            with dtype_policy(self.policy):
+                model = self.build_model(hp)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # left-out sizes: in the anchors
+                measured = lr_for_batch_sizes(model, x, y, batch_sizes=sizes,
+                                              epochs=self.epochs, seed=0, verbose=0)
+            del model
         finally:
             keras.utils.set_random_seed(resume_seed)
-        self.anchors = {"base_lr": base_lr, "base_batch_size": self.base_batch_size,
-                        "edges": edges}
+        self.anchors = {
+            "base_lr": measured.predict(self.base_batch_size),
+            "base_batch_size": self.base_batch_size,
+            "edges": {},
+            "measured": {"batch_sizes": measured.batch_sizes,
+                         "learning_rates": measured.learning_rates,
+                         "epochs": self.epochs},
+        }
         self._save_state()
 
     def _warmup_steps(self, x, batch_size, epochs, initial_epoch):

@@ -83,6 +83,14 @@ def load_state(path, base_batch_size):
                 "base_batch_size": int(stored["base_batch_size"]),
                 "edges": edges,
             }
+            measured = stored.get("measured")
+            if measured:
+                sizes = [int(b) for b in measured["batch_sizes"]]
+                lrs = [_positive_finite(v) for v in measured["learning_rates"]]
+                if not sizes or len(sizes) != len(lrs):
+                    raise ValueError("bad measured relation")
+                anchors["measured"] = {"batch_sizes": sizes, "learning_rates": lrs,
+                                       "epochs": int(measured["epochs"])}
         if data.get("smallest_oom") is not None:
             smallest_oom = int(data["smallest_oom"])
     except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -110,6 +118,7 @@ def save_state(path, anchors, smallest_oom):
             "base_lr": anchors["base_lr"],
             "base_batch_size": anchors["base_batch_size"],
             "edges": {str(b): v for b, v in anchors["edges"].items()},
+            **({"measured": anchors["measured"]} if anchors.get("measured") else {}),
         },
         "smallest_oom": smallest_oom,
     })

@@ -152,3 +152,64 @@ def test_cli_advise_end_to_end_on_a_saved_model(tmp_path, capsys):
     assert ranked and max(ranked) <= 128  # --max-batch-size
     assert advice.batch_size == min(ranked, key=ranked.get)
     assert "Advice: batch size" in capsys.readouterr().out
+
+
+def _stub_budget(monkeypatch, losses, lrs, speeds):
+    """Stubbed memory and throughput, and an `lr_for_batch_sizes` that returns
+    the given best probe losses and LRs."""
+    from kbatch.lr import LRByBatchSize
+
+    _stub(monkeypatch, largest=10_000, speeds=speeds)
+    seen = {}
+
+    def measured(model, x, y, *, batch_sizes, epochs, **kwargs):
+        seen.update(batch_sizes=list(batch_sizes), epochs=epochs)
+        probes = {b: [(lr / 3, loss + 0.5), (lr, loss), (lr * 3, loss + 0.4)]
+                  for b, lr, loss in zip(batch_sizes, lrs, losses)}
+        return LRByBatchSize(batch_sizes, lrs[: len(batch_sizes)], epochs=epochs,
+                             probes=probes, metadata={"probe_fraction": 0.25})
+
+    monkeypatch.setattr(advisor, "lr_for_batch_sizes", measured)
+    return seen
+
+
+def test_with_a_budget_the_fastest_batch_as_good_as_the_best_is_advised(
+        monkeypatch):
+    # losses: 64 is best; 128 within 1% of it and faster; 256 is 2% worse
+    seen = _stub_budget(monkeypatch, losses=(1.05, 1.02, 1.00, 1.009, 1.02),
+                        lrs=(0.01, 0.02, 0.04, 0.07, 0.1),
+                        speeds=(100, 200, 400, 700, 900))
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, epochs=7, verbose=0)
+    assert seen == {"batch_sizes": [16, 32, 64, 128, 256], "epochs": 7}
+    assert advice.batch_size == 128
+    assert advice.learning_rate == pytest.approx(0.07)  # measured at 128
+    assert advice.warmup_steps == 0
+    assert advice.settings["epochs"] == 7
+    assert any("within 1%" in r and "[64, 128]" in r for r in advice.reasons)
+
+
+def test_with_a_budget_a_clearly_better_small_batch_wins_over_speed(monkeypatch):
+    _stub_budget(monkeypatch, losses=(0.90, 1.00, 1.10), lrs=(0.01, 0.02, 0.04),
+                 speeds=(100, 1000, 5000))
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, epochs=3,
+                           batch_sizes=[16, 32, 64], verbose=0)
+    assert advice.batch_size == 16 and advice.learning_rate == pytest.approx(0.01)
+
+
+def test_a_budget_advice_round_trips_with_its_measurement(monkeypatch, tmp_path):
+    _stub_budget(monkeypatch, losses=(1.0, 1.1), lrs=(0.01, 0.02), speeds=(1, 2))
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, epochs=2, batch_sizes=[16, 32],
+                           verbose=0)
+    advice.save(tmp_path)
+    again = kbatch.Advice.load(tmp_path)
+    assert again.lr_by_batch_size["learning_rates"] == [0.01, 0.02]
+    assert again.to_dict() == advice.to_dict()
+
+
+def test_a_bad_budget_is_refused():
+    x, y = classification_data(n=256)
+    with pytest.raises(ValueError, match="epochs"):
+        kbatch.advise(make_classifier, x, y, epochs=0, verbose=0)

@@ -46,26 +46,29 @@ def _search(hypermodel, data, tmp_path, tuner_class=keras_tuner.RandomSearch,
     return tuner
 
 
-def _count_find_lr(monkeypatch):
+def _count_measurements(monkeypatch):
     calls = []
-    original = kbatch.lr.find.find_lr
+    original = kbatch.lr.batch_sizes.lr_for_batch_sizes
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs.get("batch_size"))
-        return original(*args, **kwargs)
+    def counting(model, x, y=None, **kwargs):
+        calls.append({"batch_sizes": list(kwargs["batch_sizes"]), "samples": len(x),
+                      "epochs": kwargs["epochs"]})
+        return original(model, x, y, **kwargs)
 
-    monkeypatch.setattr(kbatch.lr.find, "find_lr", counting)
+    monkeypatch.setattr(kbatch.lr.batch_sizes, "lr_for_batch_sizes", counting)
     return calls
 
 
 def test_random_search_scales_the_lr_with_the_batch_and_records_timings(
         digits, tmp_path, monkeypatch):
-    calls = _count_find_lr(monkeypatch)
+    calls = _count_measurements(monkeypatch)
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64, 256), epochs=2,
                                    target=("val_accuracy", 0.8))
     tuner = _search(hypermodel, digits, tmp_path, max_trials=5)
-    # the range tests ran once, at the base, smallest and largest batch
-    assert sorted(calls) == [16, 64, 256]
+    # the best LR per batch size was measured once, for the trials' budget
+    assert calls == [{"batch_sizes": [16, 64, 256], "samples": 512, "epochs": 2}]
+    measured = hypermodel.anchors["measured"]
+    assert measured["batch_sizes"] == [16, 64, 256]
     summary = ktuner.summarize(tuner)
     rows = summary.completed()
     assert len(rows) == 5
@@ -73,11 +76,10 @@ def test_random_search_scales_the_lr_with_the_batch_and_records_timings(
     for trial in tuner.oracle.trials.values():
         hp = trial.hyperparameters
         batch = hp.get("batch_size")
-        centre = kbatch.scale_lr(hypermodel.anchors["base_lr"], 64, batch, "linear")
-        centre = min(centre, hypermodel.stability_cap(batch) / 4.0)
+        # centred on the LR measured at the trial's own batch size
+        centre = measured["learning_rates"][measured["batch_sizes"].index(batch)]
         recorded = trial.metrics.get_last_value("learning_rate")
         assert recorded == pytest.approx(centre * hp.get("lr_multiplier"), rel=1e-5)
-        assert recorded <= hypermodel.stability_cap(batch) * (1 + 1e-6)
         for key in ("train_seconds", "samples_per_second", "updates",
                     "time_to_target", "epochs_to_target"):
             assert trial.metrics.exists(key), key
@@ -89,12 +91,12 @@ def test_resumed_search_reuses_the_cached_range_tests(digits, tmp_path, monkeypa
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
     first = _search(hypermodel, digits, tmp_path, max_trials=2)
     assert len(first.oracle.trials) == 2
-    calls = _count_find_lr(monkeypatch)
+    calls = _count_measurements(monkeypatch)
     again = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
     resumed = _search(again, digits, tmp_path, max_trials=4, overwrite=False)
     assert calls == []  # nothing rerun
     assert again.anchors["base_lr"] == pytest.approx(hypermodel.anchors["base_lr"])
-    assert again.anchors["edges"] == pytest.approx(hypermodel.anchors["edges"])
+    assert again.anchors["measured"] == hypermodel.anchors["measured"]
     ids = [t.trial_id for t in resumed.oracle.trials.values()]
     assert len(ids) == 4 and len(set(ids)) == 4
 
@@ -123,20 +125,13 @@ def test_range_tests_do_not_reset_the_searchs_random_state(digits):
 
 
 def test_range_tests_leave_out_the_validation_split(digits, tmp_path, monkeypatch):
-    sizes = []
-    original = kbatch.lr.find.find_lr
-
-    def recording(model, x, y=None, **kwargs):
-        sizes.append(len(x))
-        return original(model, x, y, **kwargs)
-
-    monkeypatch.setattr(kbatch.lr.find, "find_lr", recording)
+    calls = _count_measurements(monkeypatch)
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
     tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
                                      max_trials=1, directory=str(tmp_path), seed=1)
     tuner.search(digits.x_train[:400], digits.y_train[:400], validation_split=0.25,
                  verbose=0)
-    assert sizes and set(sizes) == {300}  # the 100 validation samples left out
+    assert [c["samples"] for c in calls] == [300]  # 100 validation samples left out
 
 
 class _OutOfMemoryAbove(keras.layers.Layer):
@@ -345,8 +340,12 @@ _VALID_STATE = json.dumps({
     _VALID_STATE.replace("0.05", '"fast"').encode(),    # tampered value
     _VALID_STATE.replace("0.05", "-1").encode(),        # impossible value
     _VALID_STATE.replace('"edges"', '"edgez"').encode(),  # missing key
+    _VALID_STATE.replace('"edges"', '"measured": {"batch_sizes": [32], '
+                         '"learning_rates": [-0.1], "epochs": 1}, "edges"'
+                         ).encode(),                    # impossible measured LR
     b"\x80\x04\x95 not json at all",                  # binary (e.g. a pickle)
-], ids=["foreign", "truncated", "tampered", "negative-lr", "missing-key", "binary"])
+], ids=["foreign", "truncated", "tampered", "negative-lr", "missing-key",
+        "measured-negative-lr", "binary"])
 def test_corrupt_or_foreign_state_file_is_refused_and_left_alone(digits, tmp_path,
                                                                 content):
     project = tmp_path / "c"
