@@ -123,14 +123,18 @@ def build_parser():
 
     adv = sub.add_parser(
         "advise", help="advise a batch size and learning rate (memory, speed, "
-        "noise scale, LR scaling)",
+        "best LR per batch size for a budget)",
         description="Measures the largest batch that fits, the throughput per "
-        "batch size, the gradient noise scale and how the LR scales with the batch, "
-        "then advises a batch size, a learning rate and a warm-up. Built-in "
+        "batch size and the best learning rate of each batch size for --epochs "
+        "epochs (short probe runs), then advises the fastest batch size that "
+        "trains as well as the best, and its learning rate. Built-in "
         "(--dataset mnist1d --model cnn) or your own (--model model.keras --data "
         "data.npz). Writes advice.json, advice.md and advice.png.",
     )
     _add_model_arguments(adv, optimizer="momentum")
+    adv.add_argument("--epochs", type=_positive_int, default=10,
+                     help="the training budget the advice is for; the best LR "
+                     "of each batch size is measured for it (default: 10)")
     adv.add_argument("--max-batch-size", type=_positive_int, default=None)
     adv.add_argument("--seed", type=int, default=0)
     adv.add_argument("--out", default="kbatch-advice", help="output directory")
@@ -260,8 +264,8 @@ def run_advise(args):
 
     keras.utils.set_random_seed(args.seed)
     build, x, y, _ = _model_and_data(args)
-    advice = advise(build, x, y, max_batch_size=args.max_batch_size,
-                    seed=args.seed, verbose=1)
+    advice = advise(build, x, y, epochs=args.epochs,
+                    max_batch_size=args.max_batch_size, seed=args.seed, verbose=1)
     print(advice.summary())
     for path in advice.save(args.out).values():
         print(f"wrote {path}")
@@ -388,11 +392,12 @@ def run_demo(args):
     if args.advise:
         from kbatch import advise
 
-        print("\nadvisor: memory, throughput, LR scaling and noise scale")
+        print(f"\nadvisor: memory, throughput, and the best LR of each batch "
+              f"size for {args.epochs} epochs")
         advice = advise(
             lambda: models.build("cnn", data, optimizer="momentum",
                                  learning_rate=0.01),
-            *data.train, seed=args.seed, verbose=1)
+            *data.train, epochs=args.epochs, seed=args.seed, verbose=1)
         print(advice.summary())
         for path in advice.save(os.path.join(args.out, "advice")).values():
             print(f"wrote {path}")

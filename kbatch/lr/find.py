@@ -20,6 +20,7 @@ from kbatch.lr.range_test import MAX_CONSECUTIVE_SKIPS
 from kbatch.lr.range_test import LRRangeTest
 from kbatch.lr.range_test import validate_sweep_arguments
 from kbatch.lr.result import LRFinderResult
+from kbatch.lr.result import LRFinderWarning
 
 __all__ = [
     "DEFAULT_NUM_SAMPLES",
@@ -35,18 +36,6 @@ MIN_STEPS = 100
 # longer, up to EXTENSIONS times.
 EXTEND_FACTOR = 4
 EXTENSIONS = 2
-
-
-class LRFinderWarning(UserWarning):
-    """The range-test curve is unusable or doubtful; the message says the fix.
-
-    Example: a script that must not go on with a doubtful LR turns it into an
-    error (`warnings.simplefilter("error", LRFinderWarning)`); it is a
-    `UserWarning`, shown once per call site by default.
-
-    >>> issubclass(LRFinderWarning, UserWarning)
-    True
-    """
 
 
 def find_lr(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -19,6 +20,7 @@ from kbatch._internal.validate import check_number
 from kbatch._internal.validate import check_verbose
 from kbatch.lr import rules
 from kbatch.lr.result import LRFinderResult
+from kbatch.lr.result import LRFinderWarning
 
 __all__ = [
     "MAX_CONSECUTIVE_SKIPS",
@@ -316,6 +318,24 @@ class LRRangeTest(keras.callbacks.Callback):
     # ------------------------------------------------------------------ finish
     def on_train_end(self, logs=None):
         self.release(reason="ended")
+        recorded = len(self._lrs)
+        if self.stop_reason == "ended" and recorded < self.num_steps:
+            per_epoch = (self.params or {}).get("steps")
+            epochs = (self.params or {}).get("epochs")
+            need = ""
+            if per_epoch:
+                need = (f" Give `fit` at least {math.ceil(self.num_steps / per_epoch)}"
+                        f" epochs of {per_epoch} steps")
+                need += f" (it had {epochs})," if epochs else ","
+                need += " or lower `num_steps`."
+            else:
+                need = " Train for more steps, or lower `num_steps`."
+            reached = self._lrs[-1] if self._lrs else self.min_lr
+            warnings.warn(
+                f"LRRangeTest: training ended after {recorded} of {self.num_steps} "
+                f"steps, so the sweep reached only LR {reached:.3g} of "
+                f"max_lr={self.max_lr:g}; a suggestion read off it may be far too "
+                "low." + need, LRFinderWarning, stacklevel=2)
 
     def release(self, reason="interrupted"):
         """Undo the test's changes to the model and freeze the result.

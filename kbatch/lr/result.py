@@ -11,11 +11,26 @@ from kbatch._internal.results import Result
 from kbatch.lr import rules
 
 __all__ = [
+    "SCHEDULE_KINDS",
     "SUGGESTION_METHODS",
     "LRFinderResult",
+    "LRFinderWarning",
 ]
 
 SUGGESTION_METHODS = (*rules.SUGGESTION_RULES, "auto")
+SCHEDULE_KINDS = ("constant", "cosine", "one_cycle")
+
+
+class LRFinderWarning(UserWarning):
+    """The range-test curve is unusable or doubtful; the message says the fix.
+
+    Example: a script that must not go on with a doubtful LR turns it into an
+    error (`warnings.simplefilter("error", LRFinderWarning)`); it is a
+    `UserWarning`, shown once per call site by default.
+
+    >>> issubclass(LRFinderWarning, UserWarning)
+    True
+    """
 
 
 class LRFinderResult(Result):
@@ -183,6 +198,119 @@ class LRFinderResult(Result):
                 + " ".join(reasons)
             )
         return value
+
+    def apply(self, model, method: str = "auto") -> str:
+        """Train `model` at the suggested LR from now on; returns what it did.
+
+        An optimizer with a plain learning rate gets the value. One compiled
+        with a `LearningRateSchedule` keeps the schedule's shape, rescaled to
+        start at the suggestion (a `kbatch.LinearWarmup` wrapping it, saved
+        with the model), instead of the `TypeError` that assigning a float to
+        it raises. The message is also logged (logger `"kbatch"`).
+
+        Example:
+
+        >>> import keras
+        >>> lrs = np.logspace(-5, 0, 50)
+        >>> losses = 2.0 - np.tanh(np.log10(lrs) + 3) + (lrs > 0.3) * 50 * lrs
+        >>> result = LRFinderResult(lrs, losses, smoothing=0.0)
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> decay = keras.optimizers.schedules.ExponentialDecay(0.1, 100, 0.5)
+        >>> model.compile(keras.optimizers.SGD(decay), "mse")
+        >>> print(result.apply(model))  # doctest: +ELLIPSIS
+        Kept the ExponentialDecay schedule, rescaled to start at ...
+        """
+        import logging
+
+        import keras
+
+        from kbatch._internal import optimizer as _optimizer
+        from kbatch.scaling.schedules import LinearWarmup
+
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise ValueError(
+                "`apply` needs a compiled model. Call `model.compile(...)` first.")
+        lr = self.suggestion(method)
+        base = _optimizer.base_optimizer(optimizer)
+        current = _optimizer.learning_rate_object(optimizer)
+        if _optimizer.is_variable(current):
+            base.learning_rate = lr
+            text = f"Set the learning rate to {lr:.4g} (the {method!r} suggestion)."
+        elif isinstance(current, keras.optimizers.schedules.LearningRateSchedule):
+            base.learning_rate = LinearWarmup(lr, lr, 0, after=current)
+            model.train_function = None  # traced with the old schedule
+            text = (f"Kept the {type(current).__name__} schedule, rescaled to "
+                    f"start at {lr:.4g} (the {method!r} suggestion).")
+        else:
+            raise TypeError(
+                "`apply` can set a float or variable learning rate, or rescale a "
+                "`keras.optimizers.schedules.LearningRateSchedule`. The "
+                f"optimizer's learning rate is a {type(current).__name__}; set "
+                f"it yourself to {lr:.4g}.")
+        logging.getLogger("kbatch").info(text)
+        return text
+
+    def schedule(self, kind: str = "constant", steps: int | None = None, *,
+                 warmup_steps: int = 0, method: str = "auto"):
+        """A learning-rate schedule built on the suggestion, to compile with.
+
+        Args:
+            kind: `"constant"` (the suggestion, after an optional linear
+                warm-up from a tenth of it; `kbatch.LinearWarmup`),
+                `"cosine"` (Keras' `CosineDecay` from the suggestion to 0 over
+                `steps`, with its own warm-up from a tenth), or
+                `"one_cycle"` (`kbatch.scaling.schedules.OneCycle` peaking at
+                the suggestion; its rise lasts `warmup_steps`, or a quarter
+                of `steps`).
+            steps: Integer. Total training steps (needed by `"cosine"` and
+                `"one_cycle"`).
+            warmup_steps: Integer >= 0. Steps of linear warm-up.
+            method: Which suggestion (see `suggestion`).
+
+        Returns:
+            A serializable `keras.optimizers.schedules.LearningRateSchedule`.
+
+        Example:
+
+        >>> lrs = np.logspace(-5, 0, 50)
+        >>> losses = 2.0 - np.tanh(np.log10(lrs) + 3) + (lrs > 0.3) * 50 * lrs
+        >>> result = LRFinderResult(lrs, losses, smoothing=0.0)
+        >>> cosine = result.schedule("cosine", steps=1000, warmup_steps=100)
+        >>> [round(float(cosine(s)) / result.suggestion(), 3) for s in (0, 100, 1000)]
+        [0.1, 1.0, 0.0]
+        """
+        import keras
+
+        from kbatch._internal.validate import check_choice
+        from kbatch._internal.validate import check_int
+        from kbatch.scaling.schedules import LinearWarmup
+        from kbatch.scaling.schedules import OneCycle
+
+        check_choice("kind", kind, SCHEDULE_KINDS)
+        warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        lr = self.suggestion(method)
+        if kind == "constant":
+            if steps is not None:
+                check_int("steps", steps, minimum=1)
+            return LinearWarmup(lr / 10 if warmup_steps else lr, lr, warmup_steps)
+        if steps is None:
+            raise ValueError(
+                f"Argument `steps` (the total training steps) is required for "
+                f"kind={kind!r}. Received: steps=None")
+        steps = check_int("steps", steps, minimum=1)
+        if warmup_steps >= steps:
+            raise ValueError(
+                "Argument `warmup_steps` must be smaller than `steps`. Received: "
+                f"warmup_steps={warmup_steps}, steps={steps}")
+        if kind == "cosine":
+            if warmup_steps:
+                return keras.optimizers.schedules.CosineDecay(
+                    lr / 10, decay_steps=steps - warmup_steps, alpha=0.0,
+                    warmup_target=lr, warmup_steps=warmup_steps)
+            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
+        fraction = warmup_steps / steps if warmup_steps else 0.25
+        return OneCycle(lr, steps, warmup_fraction=fraction)
 
     def suggestion_interval(self) -> tuple[float, float]:
         """The spread of the suggestions: `(lowest, highest)` of every rule and

@@ -24,6 +24,7 @@ from kbatch.scaling.scale_learning_rate import ScaleLearningRate
 from kbatch.scaling.scale_learning_rate import global_batch_size
 from kbatch.scaling.schedules import BatchScaledSchedule
 from kbatch.scaling.schedules import LinearWarmup
+from kbatch.scaling.schedules import OneCycle
 
 __all__ = [
     "RULES",
@@ -31,6 +32,7 @@ __all__ = [
     "BatchSizeSchedule",
     "GhostBatchNormalization",
     "LinearWarmup",
+    "OneCycle",
     "ScaleLearningRate",
     "default_rule",
     "fit_with_batch_schedule",

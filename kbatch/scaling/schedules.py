@@ -8,6 +8,8 @@ optimizer, save the model, load it back.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
 
@@ -18,6 +20,7 @@ from kbatch.scaling.rules import scale_lr
 __all__ = [
     "BatchScaledSchedule",
     "LinearWarmup",
+    "OneCycle",
 ]
 
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
@@ -234,3 +237,66 @@ class BatchScaledSchedule(_Schedule):
         if self.after is not None:
             text += f", then {type(self.after).__name__}"
         return text + ")"
+
+
+@keras.saving.register_keras_serializable(package="kbatch")
+class OneCycle(_Schedule):
+    """The one-cycle policy (Smith & Topin 2018): up, then far down.
+
+    The rate rises from `max_learning_rate / div_factor` to
+    `max_learning_rate` over the first `warmup_fraction` of `total_steps`,
+    then falls to `max_learning_rate / (div_factor * final_div_factor)` at
+    `total_steps`, both along half a cosine; it stays there afterwards.
+
+    Reference: L. N. Smith and N. Topin, "Super-Convergence: Very Fast
+    Training of Neural Networks Using Large Learning Rates", 2018,
+    https://arxiv.org/abs/1708.07120.
+
+    Example:
+
+    >>> schedule = OneCycle(0.1, total_steps=100, warmup_fraction=0.3)
+    >>> [round(float(schedule(s)), 5) for s in (0, 15, 30, 100, 200)]
+    [0.004, 0.052, 0.1, 0.0, 0.0]
+    """
+
+    def __init__(self, max_learning_rate: float, total_steps: int,
+                 warmup_fraction: float = 0.25, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, name: str | None = None):
+        super().__init__()
+        self.max_learning_rate = check_number("max_learning_rate",
+                                              max_learning_rate, positive=True)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.warmup_fraction = check_number("warmup_fraction", warmup_fraction,
+                                            low=0.0, high=1.0, high_inclusive=False)
+        self.div_factor = check_number("div_factor", div_factor, low=1.0)
+        self.final_div_factor = check_number("final_div_factor", final_div_factor,
+                                             low=1.0)
+        self.name = name or "OneCycle"
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak = self.max_learning_rate
+        start = peak / self.div_factor
+        end = start / self.final_div_factor
+        rise = max(1.0, round(self.warmup_fraction * self.total_steps))
+        fall = max(1.0, self.total_steps - rise)
+
+        def cosine(frm, to, fraction):
+            fraction = ops.clip(fraction, 0.0, 1.0)
+            return to + (frm - to) * 0.5 * (1.0 + ops.cos(math.pi * fraction))
+
+        up = cosine(start, peak, step / rise)
+        down = cosine(peak, end, (step - rise) / fall)
+        if self.warmup_fraction == 0:
+            return down
+        return ops.where(step < rise, up, down)
+
+    def get_config(self):
+        return {
+            "max_learning_rate": self.max_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_fraction": self.warmup_fraction,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+            "name": self.name,
+        }

@@ -145,12 +145,20 @@ def test_cli_advise_end_to_end_on_a_saved_model(tmp_path, capsys):
 
     code = cli.main(["advise", "--model", str(tmp_path / "m.keras"), "--data",
                      str(tmp_path / "d.npz"), "--max-batch-size", "128",
-                     "--out", str(tmp_path / "out")])
+                     "--epochs", "2", "--out", str(tmp_path / "out")])
     assert code == 0
     advice = kbatch.Advice.load(tmp_path / "out")
-    ranked = {b: t for b, t in advice.relative_time.items() if t is not None}
-    assert ranked and max(ranked) <= 128  # --max-batch-size
-    assert advice.batch_size == min(ranked, key=ranked.get)
+    assert advice.settings["epochs"] == 2
+    measured = advice.lr_by_batch_size  # a dict once loaded
+    sizes = measured["batch_sizes"]
+    assert sizes and max(sizes) <= 128  # --max-batch-size
+    # the advised LR is the one measured at the advised batch size ...
+    index = sizes.index(advice.batch_size)
+    assert advice.learning_rate == pytest.approx(measured["learning_rates"][index])
+    # ... and that batch size's best probe is within 1% of the lowest
+    best = {int(b): min(loss for _, loss in pairs)
+            for b, pairs in measured["probes"].items()}
+    assert best[advice.batch_size] <= 1.01 * min(best.values())
     assert "Advice: batch size" in capsys.readouterr().out
 
 
