@@ -69,6 +69,69 @@ class Advice(Result):
         self.relative_time = relative_time or {}
         self.settings = dict(settings or {})
 
+    def fit_kwargs(self) -> dict:
+        """Arguments for `model.fit`: the advised `batch_size`, and `epochs`
+        when the advice was made for a budget.
+
+        Example:
+
+        >>> Advice(128, 0.05, 0, [], settings={"epochs": 20}).fit_kwargs()
+        {'batch_size': 128, 'epochs': 20}
+        """
+        kwargs = {"batch_size": self.batch_size}
+        if self.settings.get("epochs"):
+            kwargs["epochs"] = int(self.settings["epochs"])
+        return kwargs
+
+    def apply(self, model) -> str:
+        """Set the advised learning rate (and warm-up) on a compiled model;
+        returns what it did. A warm-up ramps linearly from the small-batch LR
+        (a tenth of the advised LR if unknown) over `warmup_steps`
+        (`kbatch.LinearWarmup`, saved with the model).
+
+        Example:
+
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model.compile(keras.optimizers.SGD(0.01), "mse")
+        >>> print(Advice(64, 0.05, 0, []).apply(model))
+        Set the learning rate to 0.05 (advised for batch size 64).
+        """
+        import logging
+
+        from kbatch._internal import optimizer as _optimizer
+        from kbatch.scaling.schedules import LinearWarmup
+
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "`apply` needs a compiled model. Call `model.compile(...)` first.")
+        base = _optimizer.base_optimizer(model.optimizer)
+        current = _optimizer.learning_rate_object(model.optimizer)
+        if self.warmup_steps:
+            start = self.learning_rate / 10
+            law = self.scaling_law
+            lrs = getattr(law, "learning_rates", None) or (
+                law.get("learning_rates") if isinstance(law, dict) else None)
+            if lrs:
+                start = min(float(lrs[0]), self.learning_rate)
+            base.learning_rate = LinearWarmup(start, self.learning_rate,
+                                              self.warmup_steps)
+            model.train_function = None
+            text = (f"Set a linear warm-up from {start:.4g} to {self.learning_rate:.4g}"
+                    f" over {self.warmup_steps} steps (advised for batch size "
+                    f"{self.batch_size}).")
+        else:
+            if _optimizer.is_variable(current):
+                base.learning_rate = self.learning_rate
+            else:  # a schedule cannot be assigned a float: a constant schedule
+                base.learning_rate = LinearWarmup(self.learning_rate,
+                                                  self.learning_rate, 0)
+                model.train_function = None
+            text = (f"Set the learning rate to {self.learning_rate:.4g} (advised "
+                    f"for batch size {self.batch_size}).")
+        logging.getLogger("kbatch").info(text)
+        return text
+
     def summary(self) -> str:
         lines = [f"Advice: batch size {self.batch_size}, learning rate "
                  f"{self.learning_rate:.3g}"

@@ -221,3 +221,28 @@ def test_a_bad_budget_is_refused():
     x, y = classification_data(n=256)
     with pytest.raises(ValueError, match="epochs"):
         kbatch.advise(make_classifier, x, y, epochs=0, verbose=0)
+
+
+def test_advice_applies_its_lr_and_warm_up_and_gives_fit_arguments():
+    import keras
+
+    x, y = classification_data(n=64)
+    plain = make_classifier(optimizer=keras.optimizers.SGD(0.5))
+    advice = kbatch.Advice(16, 0.05, 0, [], settings={"epochs": 3})
+    assert "0.05" in advice.apply(plain)
+    assert float(plain.optimizer.learning_rate) == pytest.approx(0.05)
+    assert advice.fit_kwargs() == {"batch_size": 16, "epochs": 3}
+    history = plain.fit(x, y, verbose=0, **advice.fit_kwargs())
+    assert len(history.history["loss"]) == 3
+    # a schedule-compiled model, with a warm-up from the small-batch LR
+    decay = keras.optimizers.schedules.ExponentialDecay(0.5, 10, 0.5)
+    scheduled = make_classifier(optimizer=keras.optimizers.SGD(decay))
+    law = ScalingLawResult([16, 64], [0.01, 0.03])
+    warm = kbatch.Advice(64, 0.04, 8, [], scaling_law=law)
+    assert "warm-up from 0.01 to 0.04 over 8 steps" in warm.apply(scheduled)
+    scheduled.fit(x, y, batch_size=16, epochs=1, verbose=0)  # 4 steps: halfway
+    assert float(scheduled.optimizer.learning_rate) == pytest.approx(0.025)
+    constant = make_classifier(optimizer=keras.optimizers.SGD(decay))
+    kbatch.Advice(64, 0.04, 0, []).apply(constant)
+    constant.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(0.04)
