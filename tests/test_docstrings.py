@@ -10,6 +10,8 @@ MODULES = [
     "kbatch.lr.range_test",
     "kbatch.lr.result",
     "kbatch.lr.find",
+    "kbatch.lr.batch_sizes",
+    "kbatch.lr.probes",
     "kbatch.datasets",
     "kbatch.scaling.rules",
     "kbatch.scaling.optimizer_rule",

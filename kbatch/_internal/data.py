@@ -120,6 +120,18 @@ def check_arrays(x, y=None, *, name="x"):
                 f"Received: {name} with {n} samples, y with {n_y} samples."
             )
         _check_finite(y, "y")
+    # Text inputs can be fine (a model that starts with TextVectorization);
+    # text targets never are: every Keras loss needs numbers.
+    for arg, structure in (("y", y),):
+        for leaf in _leaves(structure) if structure is not None else ():
+            if leaf.dtype.kind in "USO":
+                what = "Python objects" if leaf.dtype.kind == "O" else "text"
+                example = str(leaf.reshape(-1)[0]) if leaf.size else ""
+                raise ValueError(
+                    f"Argument `{arg}` holds {what} (e.g. {example!r}), which a "
+                    "model cannot train on. Encode it as numbers first: class "
+                    "labels as integers (`keras.layers.StringLookup`, or "
+                    "scikit-learn's `LabelEncoder`).")
     return x, y, n
 
 

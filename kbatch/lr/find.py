@@ -52,6 +52,7 @@ def find_lr(
     smoothing: float = 0.98,
     diverge_threshold: float = 4.0,
     validation_data=None,
+    sample_weight=None,
     shuffle: bool = True,
     seed: int | None = None,
     extend: bool = True,
@@ -102,6 +103,8 @@ def find_lr(
         validation_data: Optional few fixed batches (`(x, y)` arrays, a batched
             `tf.data.Dataset` or a `PyDataset`); the curve then uses their loss
             after each step. Slower, less noisy.
+        sample_weight: Optional array of one weight per sample, for array
+            inputs (a dataset carries its weights as the third element).
         shuffle: Boolean. Shuffle array inputs. Defaults to `True`.
         seed: Optional integer seed for shuffling array inputs.
         extend: Boolean. Sweep again, longer, when the loss was not seen to
@@ -148,6 +151,15 @@ def find_lr(
     check_compiled_model(model, "find_lr")
     if seed is not None:
         check_int("seed", seed, minimum=0)
+    if y is None and _data.is_array_like(x) and getattr(model, "loss", None):
+        raise ValueError(
+            "Argument `y` is required with array inputs: the model was compiled "
+            f"with a loss ({model.loss!r}) that compares predictions with targets. "
+            "Pass `find_lr(model, x, y, ...)`, or a dataset of `(x, y)` batches.")
+    if sample_weight is not None and not _data.is_array_like(x):
+        raise ValueError(
+            "Argument `sample_weight` is for array inputs; a dataset carries its "
+            "weights in its batches, as `(x, y, sample_weight)`.")
 
     optimizer = model.optimizer
     spe = getattr(model, "steps_per_execution", 1) or 1
@@ -168,6 +180,7 @@ def find_lr(
         shuffle=shuffle,
         seed=seed,
         model=model,
+        sample_weight=sample_weight,
     )
     if num_steps is None:
         samples = DEFAULT_NUM_SAMPLES if num_samples is None else num_samples

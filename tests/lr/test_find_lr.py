@@ -354,3 +354,32 @@ def test_a_compute_loss_without_the_training_argument_is_accepted():
     noise = kbatch.measure_noise_scale(model, x, y, batch_size=32, num_steps=2,
                                        verbose=0)
     assert noise.g_sq.size == 2
+
+
+def test_sample_weight_for_arrays_weights_each_recorded_loss():
+    x = np.arange(32, dtype="float32").reshape(32, 1)
+    y = np.tile([1.0, 1.2, 1.4, 1.6], 8).astype("float32")
+    weights = np.where(np.arange(32) % 3 == 0, 1.0, 0.25).astype("float32")
+    model = scripted_model()
+    result = kbatch.find_lr(model, x, y, batch_size=4, shuffle=False, num_steps=8,
+                            smoothing=0.0, min_lr=1e-4, max_lr=1e-2, verbose=0,
+                            sample_weight=weights, extend=False)
+    # Keras' default reduction: the weighted sum over the batch / batch size
+    expected = [np.mean(weights[i * 4:(i + 1) * 4] * y[i * 4:(i + 1) * 4] ** 2)
+                for i in range(8)]
+    np.testing.assert_allclose(result.losses, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="one weight per sample"):
+        kbatch.find_lr(model, x, y, batch_size=4, sample_weight=weights[:5],
+                       verbose=0)
+
+
+def test_text_labels_and_missing_targets_name_the_argument():
+    x, y = classification_data(n=64)
+    model = make_classifier()
+    before = model_state(model)
+    labels = np.array(["cat", "dog", "owl"])[y]
+    with pytest.raises(ValueError, match=r"Argument `y` holds text \(e.g. '\w+'\)"):
+        kbatch.find_lr(model, x, labels, verbose=0)
+    with pytest.raises(ValueError, match="Argument `y` is required"):
+        kbatch.find_lr(model, x, verbose=0)
+    assert_same_state(before, model_state(model))
