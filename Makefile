@@ -12,7 +12,7 @@ CONSTRAINTS := -c constraints/ci.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install install-dev demo test test-all test-min bench lint format wheel clean
+.PHONY: help install install-dev demo test test-all test-min bench mutation lint format wheel clean
 
 help:
 	@echo "make demo      run the kbatch demo on MNIST-1D (writes kbatch-demo/)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-all  the fast and the slow tests (notebooks, fresh-venv install), then test-min"
 	@echo "make test-min  the core tests on the oldest supported versions (.venv-min)"
 	@echo "make bench     run benchmarks/ and write benchmarks/results/"
+	@echo "make mutation  mutation score of the pure math (mutmut; results/mutation.md)"
 	@echo "make wheel     build dist/keras_kbatch-*.whl (for a Colab upload)"
 	@echo "make lint      ruff check"
 
@@ -70,6 +71,18 @@ test-min: $(MIN_VENV)/.installed
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.run_all
 
+# Mutation testing of the pure math (not part of `make test`): mutmut mutates
+# the modules of [tool.mutmut] in pyproject.toml and runs their NumPy-only
+# tests against each mutant, without Keras (KBATCH_PURE_ONLY, tests/_pure.py).
+$(VENV)/.installed-mutation: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e ".[mutation]"
+	@touch $@
+
+mutation: $(VENV)/.installed-mutation
+	rm -rf mutants
+	KBATCH_PURE_ONLY=1 $(BIN)/mutmut run --max-children $(PYTEST_WORKERS)
+	$(BIN)/python -m benchmarks.mutation
+
 wheel: | $(BIN)/python
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
 	@ls dist/keras_kbatch-*.whl
@@ -79,4 +92,4 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format kbatch tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) build dist *.egg-info .pytest_cache .ruff_cache kbatch-demo
+	rm -rf $(VENV) $(MIN_VENV) build dist *.egg-info .pytest_cache .ruff_cache kbatch-demo mutants

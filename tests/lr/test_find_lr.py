@@ -13,6 +13,7 @@ from conftest import scripted_model
 
 import kbatch
 from kbatch._internal import optimizer as _optimizer
+from kbatch.lr import rules
 
 
 def _trained_adam_model(dropout=0.0):
@@ -383,3 +384,23 @@ def test_text_labels_and_missing_targets_name_the_argument():
     with pytest.raises(ValueError, match="Argument `y` is required"):
         kbatch.find_lr(model, x, verbose=0)
     assert_same_state(before, model_state(model))
+
+
+def test_auto_is_not_thrown_off_by_a_noisy_small_batch_range_test():
+    # the case that motivated the window: batch 16 on 1,440 MNIST-1D signals,
+    # where the loss falls by less than its noise before it diverges; `auto`
+    # was 1.4e-4 (steepest at 6e-7), a hundred times below the useful range
+    import keras
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+
+    data = datasets.load_mnist1d(num_samples=2000)
+    keras.utils.set_random_seed(0)
+    model = models.build_mlp(data.input_shape, data.num_classes,
+                             optimizer="momentum", learning_rate=0.01)
+    result = kbatch.find_lr(model, *data.train, batch_size=16, seed=0, verbose=0)
+    lowest = result.effective_lrs[int(np.nanargmin(result.trend))]
+    assert lowest / 10**rules.STEEPEST_DECADES <= result.suggestion("steepest")
+    assert 3e-3 < result.suggestion() < lowest
