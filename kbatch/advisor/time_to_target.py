@@ -23,5 +23,6 @@ def time_to_target(batch_sizes, samples_per_second, b_noise):
     """
     b = np.asarray(batch_sizes, dtype=np.float64)
     speed = np.asarray(samples_per_second, dtype=np.float64)
-    cost = (b + b_noise) / speed
+    with np.errstate(divide="ignore"):  # no throughput: infinite time
+        cost = (b + b_noise) / speed
     return cost / np.nanmin(cost) if np.isfinite(cost).any() else cost

@@ -161,5 +161,9 @@ def bootstrap_interval(g_sq_series, trace_series, confidence: float = 0.9,
     t_mean = t[idx].mean(axis=1)
     ratios = np.where(g_mean > 0, t_mean / np.where(g_mean > 0, g_mean, 1.0), np.inf)
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(ratios, [tail, 1.0 - tail])
-    return (float(low), float(high))
+    # between two infinite ratios the interpolation is inf - inf: that
+    # quantile is infinite (no ratio is nan)
+    with np.errstate(invalid="ignore"):
+        low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return (float(np.nan_to_num(low, nan=np.inf)),
+            float(np.nan_to_num(high, nan=np.inf)))

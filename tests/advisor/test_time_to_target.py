@@ -27,3 +27,17 @@ def test_unmeasured_sizes_stay_unmeasured():
     assert math.isnan(out[1]) and np.nanmin(out) == pytest.approx(1.0)
     nothing = time_to_target([16, 32], [math.nan, math.nan], b_noise=16)
     assert np.isnan(nothing).all()
+
+
+def test_a_throughput_of_none_stays_unmeasured_and_zero_is_infinite_time():
+    rel = time_to_target([32, 64], [1000.0, None], b_noise=0.0)
+    assert rel[0] == 1.0 and math.isnan(rel[1])
+    rel = time_to_target([32, 64], [0.0, 0.0], b_noise=10.0)
+    assert rel.tolist() == [math.inf, math.inf]
+
+
+def test_time_to_target_computes_in_float64_whatever_the_input_dtype():
+    sizes = np.array([17, 33, 65], dtype=np.float32)
+    speed = np.array([1001.0, 1903.0, 2011.0], dtype=np.float32) / 3
+    exact = time_to_target(sizes.astype(np.float64), speed.astype(np.float64), 0.1)
+    np.testing.assert_allclose(time_to_target(sizes, speed, 0.1), exact, rtol=1e-12)

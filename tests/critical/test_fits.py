@@ -62,3 +62,40 @@ def test_power_law_fit_is_least_squares_in_log_log():
     alpha, c = fits.fit_power_law(b, lr)
     slope, intercept = np.polyfit(np.log(b), np.log(lr), 1)
     assert alpha == pytest.approx(slope) and c == pytest.approx(math.exp(intercept))
+
+
+# --- properties pinned by the mutation run (make mutation) -----------------
+
+def test_two_sizes_are_enough_for_either_law():
+    alpha, c = fits.fit_power_law([32, 128], [0.01, 0.04])
+    assert alpha == pytest.approx(1.0) and c * 32 == pytest.approx(0.01)
+    eps, b_noise, rms = fits.fit_noise_law([32, 128], [0.01, 0.04])
+    assert rms < 0.01 and eps / (1 + b_noise / 128) == pytest.approx(0.04, rel=0.01)
+
+
+@pytest.mark.parametrize("sizes", [[64], [64, 64], [64, 64, 64]])
+def test_a_power_law_needs_two_distinct_sizes(sizes):
+    with pytest.raises(ValueError, match=r"^A power law needs learning rates at "
+                       r"two or more batch sizes"):
+        fits.fit_power_law(sizes, [0.01] * len(sizes))
+
+
+def test_the_noise_law_needs_two_sizes_with_the_exact_message():
+    with pytest.raises(ValueError, match=r"^The noise law needs learning rates at "
+                       r"two or more batch sizes"):
+        fits.fit_noise_law([64], [0.01])
+
+
+def test_the_fits_compute_in_float64_whatever_the_input_dtype():
+    sizes = np.array([16, 48, 160, 1000], dtype=np.float32)
+    lrs = (np.array([0.011, 0.023, 0.041, 0.077], dtype=np.float32) / 3).astype(
+        np.float32)
+    exact = fits.fit_power_law(sizes.astype(np.float64), lrs.astype(np.float64))
+    assert fits.fit_power_law(sizes, lrs) == pytest.approx(exact, rel=1e-12)
+    exact = fits.fit_noise_law(sizes.astype(np.float64), lrs.astype(np.float64))
+    assert fits.fit_noise_law(sizes, lrs) == pytest.approx(exact, rel=1e-12)
+
+
+def test_a_throughput_of_none_is_unmeasured():
+    assert throughput_knee([32, 64, 128], [1000, None, 2000]) == 128
+    assert throughput_knee([32, 64], [None, None]) is None
