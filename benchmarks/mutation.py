@@ -60,6 +60,9 @@ def score(meta_path, equivalent):
     survivors = []
     for key, code in sorted(codes.items()):
         kind = classify(code)
+        if key in equivalent and kind == "killed":
+            print(f"stale entry in {EQUIVALENT}: {key} is killed now",
+                  file=sys.stderr)
         if kind in ("survived", "no_tests") and key in equivalent:
             counts["equivalent"] += 1
             continue

@@ -154,13 +154,13 @@ def interpolate(batch_sizes, learning_rates, batch_size: float) -> float:
     0.16
     """
     b = np.asarray(batch_sizes, dtype=np.float64)
-    lr = np.asarray(learning_rates, dtype=np.float64)
-    order = np.argsort(b)
-    b, lr = np.log(b[order]), np.log(lr[order])
+    values = np.asarray(learning_rates, dtype=np.float64)
     if b.size == 0:
         raise ValueError("interpolate needs at least one measured batch size.")
     if b.size == 1:
-        return float(np.asarray(learning_rates, dtype=np.float64).reshape(-1)[0])
+        return float(values[0])
+    order = np.argsort(b)
+    b, lr = np.log(b[order]), np.log(values[order])
     x = math.log(float(batch_size))
     if b[0] <= x <= b[-1]:
         return float(round(np.exp(np.interp(x, b, lr)), 12))

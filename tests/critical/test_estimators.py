@@ -142,3 +142,13 @@ def test_estimators_compute_in_float64_whatever_the_input_dtype():
     t = np.array([50.0, 60.0, 40.0, 55.0], dtype=np.float32) / 7
     exact = noise.bootstrap_interval(g.astype(np.float64), t.astype(np.float64))
     assert noise.bootstrap_interval(g, t) == pytest.approx(exact, rel=1e-12)
+
+
+def test_the_documented_defaults_seed_the_bootstrap_and_smooth_with_0_99():
+    rng = np.random.default_rng(5)
+    g, t = rng.normal(1.0, 0.3, 30), rng.normal(50.0, 10.0, 30)
+    default = noise.bootstrap_interval(g, t)
+    assert default == noise.bootstrap_interval(g, t, num_resamples=2000, seed=0)
+    assert default != noise.bootstrap_interval(g, t, seed=1)  # the seed matters
+    assert default != noise.bootstrap_interval(g, t, num_resamples=2001)
+    assert noise.NoiseScaleEMA().beta == 0.99

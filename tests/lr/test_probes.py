@@ -94,3 +94,89 @@ def test_fall_start_needs_a_fall_larger_than_noise_and_two_percent():
     assert rules.fall_start(lrs, clear, clear) is not None
     # rising from the start: no fall
     assert rules.fall_start(lrs, lrs, lrs) is None
+
+
+# --- properties pinned by the mutation run (make mutation) -----------------
+
+def test_messages_of_empty_inputs_are_exact():
+    with pytest.raises(ValueError, match=r"^next_rung needs at least one probed "
+                       r"LR\.$"):
+        probes.next_rung([], [], 0.5)
+    with pytest.raises(ValueError, match=r"^vertex needs at least one finite "
+                       r"loss\.$"):
+        probes.vertex([1e-3], [math.nan])
+    with pytest.raises(ValueError, match=r"^interpolate needs at least one "
+                       r"measured batch size\.$"):
+        probes.interpolate([], [], 64)
+
+
+def test_the_ladder_goes_up_from_its_highest_rung():
+    assert probes.next_rung([0.01, 0.1, 1.0], [3.0, 2.0, 1.0], 1.0) == pytest.approx(
+        10.0)
+    assert probes.next_rung([1.0, 0.01, 0.1], [1.0, 3.0, 2.0], 0.5) == pytest.approx(
+        10**0.5)
+
+
+def test_the_vertex_uses_exactly_three_points_and_leans_either_way():
+    five = probes.vertex([1e-4, 1e-3, 1e-2, 1e-1, 1.0], [5.0, 3.0, 1.0, 2.0, 1.5])
+    three = probes.vertex([1e-3, 1e-2, 1e-1], [3.0, 1.0, 2.0])
+    assert five == pytest.approx(three)
+    left = probes.vertex([1e-3, 1e-2, 1e-1], [1.5, 1.0, 2.0])
+    # (-3, 1.5), (-2, 1), (-1, 2): vertex at -2 + (1.5 - 2) / (2 * 1.5)
+    assert math.log10(left) == pytest.approx(-2 - 1 / 6)
+    # a shallow curve still moves the answer off the best probe
+    shallow = probes.vertex([1e-3, 1e-2, 1e-1], [1.2, 1.0, 1.1])
+    assert math.log10(shallow) == pytest.approx(-2 + 0.1 / (2 * 0.3))
+    # best at the top edge: the probe itself
+    assert probes.vertex([1e-3, 1e-2, 1e-1], [3.0, 2.0, 1.0]) == 1e-1
+
+
+def test_the_band_of_a_negative_loss_and_of_half_decade_rungs():
+    # a negative best loss: "within 25%" is above it by 25% of its size
+    low, high = probes.band([1e-3, 1e-2, 1e-1], [-1.0, -2.0, -1.0], tolerance=0.25)
+    assert math.log10(low) == pytest.approx(-2.5)
+    assert math.log10(high) == pytest.approx(-1.5)
+    # rungs half a decade apart: the crossing is read in log LR
+    lrs = [1e-2, 10**-1.5, 1e-1]
+    low, high = probes.band(lrs, [2.0, 1.0, 2.0], tolerance=0.5)
+    assert math.log10(low) == pytest.approx(-1.75)
+    assert math.log10(high) == pytest.approx(-1.25)
+
+
+def test_interpolation_with_three_sizes_uses_the_nearest_two_beyond_them():
+    sizes, lrs = [16, 64, 256], [0.01, 0.03, 0.05]
+    top = math.log(0.05 / 0.03) / math.log(4)
+    bottom = math.log(0.03 / 0.01) / math.log(4)
+    assert probes.interpolate(sizes, lrs, 1024) == pytest.approx(0.05 * 4**top)
+    assert probes.interpolate(sizes, lrs, 4) == pytest.approx(0.01 / 4**bottom)
+    assert probes.interpolate(sizes, lrs, 16) == pytest.approx(0.01)
+    assert probes.interpolate(sizes, lrs, 256) == pytest.approx(0.05)
+    assert probes.interpolate(sizes, lrs, 32) == pytest.approx(0.01 * 3**0.5)
+    assert probes.interpolate(sizes, lrs, 128) == pytest.approx(
+        0.03 * (0.05 / 0.03) ** 0.5)
+    # a middle segment is interpolated on its own, not from the last two sizes
+    four = [16, 64, 256, 1024], [0.01, 0.03, 0.05, 0.06]
+    assert probes.interpolate(*four, 128) == pytest.approx(0.03 * (0.05 / 0.03) ** 0.5)
+    # a falling last segment is interpolated, not flattened like an extrapolation
+    assert probes.interpolate([16, 64, 256], [0.01, 0.05, 0.03], 128) == (
+        pytest.approx(0.05 * 0.6**0.5))
+    # below the smallest size a falling relation stays at the smallest size's LR
+    assert probes.interpolate([32, 128], [0.04, 0.01], 8) == pytest.approx(0.04)
+
+
+def test_probes_math_is_float64_whatever_the_input_dtype():
+    lrs = np.array([1e-3, 1e-2, 1e-1], dtype=np.float32)
+    losses = (np.array([3.0, 1.0, 2.0], dtype=np.float32) / 3).astype(np.float32)
+    lrs64, losses64 = lrs.astype(np.float64), losses.astype(np.float64)
+    assert probes.vertex(lrs, losses) == pytest.approx(
+        probes.vertex(lrs64, losses64), rel=1e-12)
+    assert probes.band(lrs, losses) == pytest.approx(
+        probes.band(lrs64, losses64), rel=1e-12)
+    assert probes.next_rung(lrs[:2], losses[1:], 0.3) == pytest.approx(
+        probes.next_rung(lrs64[:2], losses64[1:], 0.3), rel=1e-12)
+    sizes = np.array([17, 70, 300], dtype=np.float32)
+    rates = (np.array([0.01, 0.03, 0.05], dtype=np.float32) / 3).astype(np.float32)
+    for b in (5, 40, 1000):
+        assert probes.interpolate(sizes, rates, b) == pytest.approx(
+            probes.interpolate(sizes.astype(np.float64), rates.astype(np.float64),
+                               b), rel=1e-11)
