@@ -211,3 +211,111 @@ def test_steepest_ignores_a_wiggle_decades_below_the_descent():
     end = int(np.argmin(losses)) + 1
     slope = np.gradient(losses[:end], np.log(lrs[:end]))
     assert lrs[int(np.argmin(slope))] < 2e-6
+
+
+# --- properties pinned by the mutation run (make mutation) -----------------
+
+ONLY = ("Only {n} points were recorded (fewer than {m}); the suggestion is "
+        "unreliable. Raise `num_steps`, or lower `min_lr` if the loss diverged "
+        "early.")
+NEVER_FELL = ("The smoothed loss never fell below its starting value by more "
+              "than 2%; no learning rate in the sweep trained the model. Lower "
+              "`min_lr`, check the loss and labels, or the model may already be "
+              "converged.")
+NO_RISE = ("The loss had not started to rise by the end of the sweep, so the edge "
+           "of stability was not found and the suggestion may be too low. Raise "
+           "`max_lr` (try 10x{where}).")
+NOISY = ("The loss curve is noisy (noise {noise} exceeds the drop {drop}); the "
+         "suggestion is uncertain. Use a larger `batch_size`, more `num_steps`, "
+         "or `validation_data`.")
+
+
+def _diag(losses, smoothed=None, diverged=False, **kwargs):
+    losses = np.asarray(losses, dtype=np.float64)
+    lrs = np.geomspace(1e-4, 1.0, losses.size)
+    smoothed = losses if smoothed is None else np.asarray(smoothed, dtype=np.float64)
+    return suggest.diagnose(lrs, losses, smoothed, diverged=diverged, **kwargs)
+
+
+def test_diagnose_says_each_problem_in_full():
+    # 3 points, never fell
+    assert _diag([1.0, 1.0, 1.0]) == [ONLY.format(n=3, m=10), NEVER_FELL]
+    assert _diag([1.0, 1.0, 1.0], min_points=2) == [NEVER_FELL]
+    # fell, never rose, no divergence: raise max_lr (with and without its value)
+    falling = np.linspace(2.0, 1.0, 20)
+    assert _diag(falling, max_lr=10.0) == [NO_RISE.format(where=" above max_lr=10")]
+    assert _diag(falling) == [NO_RISE.format(where="")]
+    # a noisy fall
+    noisy = 2.0 + np.tile([0.0, 1.0], 10)
+    noisy[-3:] = [1.9, 1.8, 3.5]
+    smooth = np.concatenate([np.full(17, 2.0), [1.9, 1.8, 3.5]])
+    problems = _diag(noisy, smooth, diverged=True)
+    noise = 1.4826 * 1.0 / np.sqrt(2)
+    assert problems == [NOISY.format(noise=f"{noise:.3g}", drop=f"{0.2:.3g}")]
+
+
+def test_diagnose_boundaries():
+    assert _diag(np.linspace(2.0, 1.0, 10), diverged=True) == []  # 10 is enough
+    assert _diag(np.linspace(2.0, 1.0, 9), diverged=True)[0].startswith("Only 9")
+    assert _diag([2.0]) == [ONLY.format(n=1, m=10)]
+    assert _diag([2.0, 1.0], diverged=True) == [
+        ONLY.format(n=2, m=10), NOISY.format(noise="1.05", drop="1")]
+    # a drop of exactly 2% is not a fall; just above it is
+    flat = np.concatenate([[50.0], np.full(19, 49.0)])  # 2% of 50 is exactly 1
+    assert _diag(flat, diverged=True) == [NEVER_FELL]
+    assert NEVER_FELL not in _diag(flat - np.r_[0, np.full(19, 0.01)],
+                                   diverged=True)
+    # the start is the first point of the smoothed curve, not the second
+    assert NEVER_FELL not in _diag([2.0, 1.0, *np.full(18, 1.0)], diverged=True)
+    # a rise back of exactly 10% of the drop counts as rising
+    curve = np.concatenate([np.linspace(2.0, 1.0, 19), [1.1]])
+    assert _diag(curve) == []
+    assert _diag(curve - np.r_[np.zeros(19), 0.001]) == [NO_RISE.format(
+        where="")]
+    # a non-finite tail means the sweep stopped: no "raise max_lr"
+    assert _diag([*np.linspace(2.0, 1.0, 19), np.nan]) == []
+    # one finite point: nothing more to say
+    assert _diag([2.0, np.nan, np.nan], min_points=2) == []
+
+
+def test_divergence_lr_is_the_first_lr_back_above_the_start_past_the_minimum():
+    lrs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert suggest.divergence_lr(lrs, [5.0, 4.0, 3.0, 4.0, 6.0, 7.0]) == 5.0
+    # equal to the start is not above it; the start is the first point
+    assert suggest.divergence_lr(lrs, [5.0, 4.0, 3.0, 5.0, 6.0, 7.0]) == 5.0
+    assert suggest.divergence_lr(lrs, [5.0, 6.0, 3.0, 5.5, 5.9, 7.0]) == 4.0
+    # a value above the start before the minimum does not count
+    assert suggest.divergence_lr(lrs, [5.0, 9.0, 3.0, 4.0, 4.5, 6.0]) == 6.0
+
+
+def test_divergence_lr_when_the_curve_never_climbs_back():
+    lrs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    falling = [5.0, 4.0, 3.0, 2.0, 1.0]
+    assert suggest.divergence_lr(lrs, falling) is None
+    assert suggest.divergence_lr(lrs, falling, diverged=True) == 5.0
+    # stopped by a non-finite loss: the last finite LR
+    assert suggest.divergence_lr(lrs, [5.0, 4.0, 3.0, np.nan, np.nan]) == 3.0
+    assert suggest.divergence_lr(lrs, [5.0, 4.0, np.nan, 1.0, 0.5]) == 2.0
+    assert suggest.divergence_lr(lrs, [np.nan] * 5) is None
+
+
+def test_fall_start_on_short_curves_and_the_level_it_uses():
+    lrs = [1e-3, 1e-2, 1e-1]
+    # three points are enough: raw start 1.9, drop 1.4, level 1.76
+    assert suggest.fall_start(lrs, [2.0, 1.0, 0.5], [2.0, 1.9, 1.8]) == 1e-3
+    assert suggest.fall_start(lrs[:2], [2.0, 1.0], [2.0, 1.9]) is None
+    lrs = np.geomspace(1e-4, 1.0, 9)
+    trend = np.array([2.0, 2.0, 1.98, 1.93, 1.5, 1.2, 1.0, 1.05, 1.3])
+    raw = trend.copy()
+    # start 2.0 (median of 3), drop 1.0, level 1.9: the last point at or above
+    # it before the minimum is 1.93
+    assert suggest.fall_start(lrs, trend, raw) == pytest.approx(lrs[3])
+    # a point exactly at the level counts as not yet fallen
+    trend2 = trend.copy()
+    trend2[3] = 1.9
+    assert suggest.fall_start(lrs, trend2, trend2) == pytest.approx(lrs[3])
+    # a drop of exactly 2% is no fall; of exactly 1.5x the noise neither
+    flat = np.array([50.0, 50.0, 50.0, 50.0, 49.0])  # 2% of 50 is exactly 1
+    assert suggest.fall_start(np.arange(1.0, 6.0), flat, flat) is None
+    assert suggest.fall_start(np.arange(1.0, 6.0), flat - [0, 0, 0, 0, 0.01],
+                              flat - [0, 0, 0, 0, 0.01]) == 4.0
