@@ -319,3 +319,81 @@ def test_fall_start_on_short_curves_and_the_level_it_uses():
     assert suggest.fall_start(np.arange(1.0, 6.0), flat, flat) is None
     assert suggest.fall_start(np.arange(1.0, 6.0), flat - [0, 0, 0, 0, 0.01],
                               flat - [0, 0, 0, 0, 0.01]) == 4.0
+
+
+def test_steepest_reads_only_three_decades_below_the_minimum():
+    lrs = np.logspace(-6, 0, 61)  # 10 points a decade; 1e-3 is lrs[30]
+    base = 2.0 - np.tanh(2 * (np.log10(lrs) + 1))  # main descent around 0.1
+    base[-1] = base[-2] - 0.001  # the minimum at the last point, 1.0
+
+    def with_cliff(index):
+        curve = base.copy()
+        curve[index:] -= 0.0  # the descent stays; a cliff just below `index`
+        curve[:index] += 0.5
+        return curve
+
+    # a cliff into 1e-3 (inside the window) is the steepest point ...
+    assert suggest.steepest(lrs, with_cliff(30)) == pytest.approx(lrs[30], rel=1e-9)
+    # ... one into 10**-3.1, just outside, is not
+    assert suggest.steepest(lrs, with_cliff(29)) > 1e-2
+
+
+def test_sweep_trend_and_small_helpers_by_hand():
+    np.testing.assert_allclose(suggest.lr_sweep(1e-3, 1e-1, 2), [1e-3, 1e-1])
+    np.testing.assert_allclose(suggest.lr_sweep(0.5, 0.5, 1), [0.5])
+    assert suggest.trend([2.0]).tolist() == [2.0]
+    assert suggest.trend([1.0, 5.0, 2.0], width=0).tolist() == [1.0, 5.0, 2.0]
+    spiky = suggest.trend([1.0, 5.0, 1.0], width=1.0)
+    w = np.exp(-0.5)
+    assert spiky[1] == pytest.approx((5.0 + 2 * w) / (1 + 2 * w))
+    assert suggest.steepest([], []) is None
+    assert suggest.minimum([], []) is None
+    assert suggest.interval({"a": 0.0, "b": 0.01, "c": None}) == (0.01, 0.01)
+
+
+def test_valley_by_hand():
+    lrs = [1e-3, 1e-2, 1e-1]
+    # three points falling: the descent from the second point (past 20% of the
+    # drop) to the third; its log-middle is 10**-1.5, nearest first: 1e-2
+    assert suggest.valley(lrs, [3.0, 2.0, 1.0]) == 1e-2
+    assert suggest.valley(lrs[:2], [3.0, 2.0]) is None  # best too early
+    lrs5 = np.logspace(-4, 0, 5)
+    # 20% of the drop of 2 is 0.4: the search starts at 2.5 (<= 2.6)
+    assert suggest.valley(lrs5, [3.0, 2.5, 2.0, 1.5, 1.0]) == pytest.approx(1e-2)
+    # the run is a decreasing subsequence: a bump is stepped over
+    assert suggest.valley(lrs5, [3.0, 2.0, 2.5, 1.5, 1.0]) == pytest.approx(1e-2)
+    # equal neighbours do not extend a decreasing run
+    assert suggest.valley(lrs5, [3.0, 2.0, 2.0, 2.0, 1.0]) == pytest.approx(1e-2)
+
+
+def test_the_curve_math_is_float64_whatever_the_input_dtype():
+    losses32 = (np.linspace(3.0, 1.0, 40) / 7).astype(np.float32)
+    lrs32 = np.geomspace(1e-4, 1.0, 40).astype(np.float32)
+    losses64, lrs64 = losses32.astype(np.float64), lrs32.astype(np.float64)
+    np.testing.assert_allclose(suggest.smooth_losses(losses32, 0.9),
+                               suggest.smooth_losses(losses64, 0.9), rtol=1e-13)
+    assert suggest.smooth_losses(losses32, 0.9).dtype == np.float64
+    assert suggest.effective_lrs(lrs32).dtype == np.float64
+    assert suggest.effective_lrs(lrs32, 0.5).dtype == np.float64
+    for array in suggest._finite_prefix(lrs32, losses32):
+        assert array.dtype == np.float64
+    assert suggest._step_noise(losses32) == pytest.approx(
+        suggest._step_noise(losses64), rel=1e-13)
+    assert suggest._step_noise([1.0]) == 0.0
+    assert suggest._step_noise([]) == 0.0
+
+
+def test_documented_defaults_and_fall_start_levels():
+    losses = np.linspace(3.0, 1.0, 30) + np.tile([0.0, 0.2], 15)
+    np.testing.assert_allclose(suggest.smooth_losses(losses),
+                               suggest.smooth_losses(losses, 0.98))
+    lrs = np.geomspace(1e-3, 1.0, 30)
+    np.testing.assert_allclose(suggest.effective_lrs(lrs), lrs)
+    nine = np.geomspace(1e-4, 1.0, 9)
+    # start 3 (median of 3), drop 2, level 3 - 0.1 * 2 = 2.8: last at or above
+    # it before the minimum is 2.85
+    trend = np.array([3.0, 3.0, 2.85, 2.7, 2.0, 1.5, 1.0, 1.2, 1.5])
+    assert suggest.fall_start(nine, trend, trend) == pytest.approx(nine[2])
+    # a trend already below the level from its start: the first LR
+    assert suggest.fall_start(nine[:3], [1.0, 0.9, 0.5], [3.0, 3.0, 3.0]) == (
+        pytest.approx(nine[0]))
