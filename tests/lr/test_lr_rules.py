@@ -369,7 +369,7 @@ def test_valley_by_hand():
 def test_the_curve_math_is_float64_whatever_the_input_dtype():
     losses32 = (np.linspace(3.0, 1.0, 40) / 7).astype(np.float32)
     lrs32 = np.geomspace(1e-4, 1.0, 40).astype(np.float32)
-    losses64, lrs64 = losses32.astype(np.float64), lrs32.astype(np.float64)
+    losses64 = losses32.astype(np.float64)
     np.testing.assert_allclose(suggest.smooth_losses(losses32, 0.9),
                                suggest.smooth_losses(losses64, 0.9), rtol=1e-13)
     assert suggest.smooth_losses(losses32, 0.9).dtype == np.float64
