@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks import bench_demo
+from benchmarks import bench_lr_batch
 from benchmarks import bench_lr_finder_cost
 from benchmarks import bench_lr_quality
 from benchmarks import bench_mixed_precision
@@ -25,6 +26,9 @@ BENCHMARKS = {
     "demo": bench_demo.main,
     "mixed_precision": bench_mixed_precision.main,
     "lr_quality": bench_lr_quality.main,
+    # the grid is committed (benchmarks/data/lr_batch_grid.json); `grid`
+    # recomputes it (hours)
+    "lr_batch": lambda argv: bench_lr_batch.main(["score"]),
     "tuner": bench_tuner.main,
     "tuner_landscape": bench_tuner_landscape.main,
 }

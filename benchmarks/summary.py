@@ -22,12 +22,16 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 TITLES = {
     "lr_finder_cost": "Cost of the range test (time per step vs plain training)",
     "lr_quality": "Quality of the suggested LR",
+    "lr_batch": "The LR at every batch size, against a fine grid",
     "noise_scale": "Gradient noise scale: overhead and the measured B_simple",
     "tuner": "Batch size and LR searched together (KerasTuner)",
     "tuner_landscape": "Searches replayed on the measured batch x LR landscape",
     "mixed_precision": "Mixed precision: step time on the device present",
     "demo": "`make demo`",
+    "mutation": "Mutation score of the pure math (`make mutation`)",
 }
+COMMANDS = {"lr_batch": "python -m benchmarks.bench_lr_batch score",
+            "mutation": "make mutation"}
 
 
 def _machine(info):
@@ -49,8 +53,9 @@ def section() -> str:
             machine = json.load(f).get("machine", {})
         with open(md, encoding="utf-8") as f:
             body = f.read().strip()
+        command = COMMANDS.get(name, f"python -m benchmarks.bench_{name}")
         parts.append(f"## {title}\n\n*Run {_machine(machine)}; "
-                     f"`python -m benchmarks.bench_{name}`.*\n\n{body}\n")
+                     f"`{command}`.*\n\n{body}\n")
     return "\n".join(parts)
 
 

@@ -100,7 +100,7 @@ class _OutOfMemoryAbove(keras.layers.Layer):
 
 
 def test_a_size_that_runs_out_of_memory_is_left_out_and_reported():
-    x, y = classification_data(n=400)
+    x, y = classification_data(n=200)
     model = keras.Sequential([keras.Input((8,)), _OutOfMemoryAbove(32),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.01),

@@ -109,8 +109,8 @@ def test_range_tests_do_not_reset_the_searchs_random_state(digits):
     def after_range_tests(seed):
         keras.utils.set_random_seed(seed)
         hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
-        hypermodel._ensure_anchors(keras_tuner.HyperParameters(), digits.x_train,
-                                   digits.y_train)
+        hypermodel._ensure_anchors(keras_tuner.HyperParameters(),
+                                   digits.x_train[:200], digits.y_train[:200])
         return (random.random(),
                 float(keras.random.uniform((), seed=None)), hypermodel.anchors)
 
