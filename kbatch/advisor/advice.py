@@ -281,7 +281,23 @@ class Advice(Result):
             plotting.plot_throughput(self.throughput, ax=axes[1, 0],
                                      chosen=self.batch_size, memory_cap=cap)
         ax = axes[1, 1]
-        if self.relative_time:
+        if measured is not None and hasattr(measured, "best_losses"):
+            losses = measured.best_losses
+            sizes = sorted(losses)
+            ax.plot(sizes, [losses[b] for b in sizes], marker="o",
+                    label="lowest probe loss")
+            lowest = min(losses.values())
+            ax.axhline(lowest + QUALITY_TOLERANCE * abs(lowest), color="grey",
+                       linestyle=":", label=f"within {QUALITY_TOLERANCE:.0%}")
+            ax.axvline(self.batch_size, color="black", linestyle="--",
+                       label=f"advised: {self.batch_size}")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("validation loss, at each size's best LR")
+            ax.set_title("How well each batch size trains (equal samples)")
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.25)
+        elif self.relative_time:
             sizes = sorted(self.relative_time)
             ax.plot(sizes, [self.relative_time[s] for s in sizes], marker="o")
             ax.axvline(self.batch_size, color="black", linestyle="--",
