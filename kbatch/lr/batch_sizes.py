@@ -266,7 +266,8 @@ def lr_for_batch_sizes(
     LR is refined by a parabola in log LR through the best probe and its
     neighbours. The first (largest) batch size starts its ladder at
     `find_lr`'s suggestion; each smaller one at the previous answer scaled by
-    the square root of the batch ratio.
+    the square root of the batch ratio (or, if the range test gives no
+    suggestion, at the model's compiled LR).
 
     It costs about one training run of the budget at each batch size (3 to 4
     probes of a quarter each) plus a short range test.
@@ -335,6 +336,7 @@ def lr_for_batch_sizes(
     check_trainable(model)
 
     from kbatch.lr.find import find_lr
+    from kbatch.lr.result import LRFinderWarning
 
     state = TrainingState.capture(model)
     control = _optimizer.LearningRateControl(model)
@@ -359,8 +361,9 @@ def lr_for_batch_sizes(
                               return_dict=True)["loss"]
         return float(loss) if math.isfinite(loss) else math.inf
 
+    compiled_lr = _optimizer.current_learning_rate(model.optimizer)
     try:
-        control.acquire(_optimizer.current_learning_rate(model.optimizer))
+        control.acquire(compiled_lr)
         previous = None
         for batch_size in reversed(sizes):  # largest first: cheapest probes
             steps = max(MIN_PROBE_STEPS,
@@ -369,8 +372,14 @@ def lr_for_batch_sizes(
                 if previous is None:
                     control.release()
                     state.restore()
-                    centre = find_lr(model, x_tr, y_tr, batch_size=batch_size,
-                                     seed=seed, verbose=0).suggestion()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", LRFinderWarning)
+                        curve = find_lr(model, x_tr, y_tr, batch_size=batch_size,
+                                        seed=seed, verbose=0)
+                    try:
+                        centre = curve.suggestion()
+                    except ValueError:  # no suggestion: start from the model's LR
+                        centre = compiled_lr
                     control = _optimizer.LearningRateControl(model)
                     control.acquire(centre)
                 else:

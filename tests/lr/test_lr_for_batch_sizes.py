@@ -174,3 +174,22 @@ def test_the_result_round_trips_and_plots(tmp_path):
     ax = again.plot(path=tmp_path / "lr.png")
     assert (tmp_path / "lr.png").stat().st_size > 0
     assert len(ax.lines) >= 3
+
+
+def test_without_a_range_test_suggestion_the_ladder_starts_at_the_compiled_lr(
+        monkeypatch):
+    from kbatch.lr import result as result_module
+
+    def no_suggestion(self, method="auto"):
+        raise ValueError("no suggestion (patched)")
+
+    monkeypatch.setattr(result_module.LRFinderResult, "suggestion", no_suggestion)
+    x, y = classification_data(n=300)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.05))
+    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[32], epochs=1,
+                                       verbose=0)
+    tried = sorted(lr for lr, _ in result.probes[32])
+    # the first three rungs: 0.05 and half a decade either side
+    for lr in (0.05 / 10**0.5, 0.05, 0.05 * 10**0.5):
+        assert any(abs(t / lr - 1) < 1e-6 for t in tried), (lr, tried)
+    assert not result.left_out
