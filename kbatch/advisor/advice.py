@@ -505,11 +505,7 @@ def advise(
     warmup = 2 * -(-n // chosen) if lr > 2 * lr_small else 0
 
     reasons = [
-        f"memory: batches up to {memory.largest_train} train"
-        + (" (the search limit, not memory, stopped the search)" if memory.hit_limit
-           else f"; {cap} keeps a {memory.margin:.0%} margin"),
-        f"throughput: {throughput.knee} already reaches {throughput.fraction:.0%} of "
-        f"the best {throughput.best:,.0f} samples/s",
+        *_hardware_reasons(memory, throughput, cap),
         f"gradient noise scale: B_simple = {noise.b_simple:.3g} "
         f"({low:.3g}..{high:.3g}); batches well above it waste samples",
         f"time to a target loss ~ (B + B_noise) / throughput(B) is lowest at "
@@ -532,6 +528,17 @@ def advise(
                   settings={"samples": n, "candidates": candidates, "seed": seed,
                             "train_steps": train_steps, "seconds": round(
                                 time.perf_counter() - started, 1)})
+
+
+def _hardware_reasons(memory, throughput, cap):
+    """The memory and throughput lines of an advice's reasons."""
+    return [
+        f"memory: batches up to {memory.largest_train} train"
+        + (" (the search limit, not memory, stopped the search)" if memory.hit_limit
+           else f"; {cap} keeps a {memory.margin:.0%} margin"),
+        f"throughput: {throughput.knee} already reaches {throughput.fraction:.0%} of "
+        f"the best {throughput.best:,.0f} samples/s",
+    ]
 
 
 # Batch sizes whose best probe loss is within this fraction of the lowest are
@@ -558,11 +565,7 @@ def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput
     lr = measured.predict(chosen)
     best_b = min(losses, key=losses.get)
     reasons = [
-        f"memory: batches up to {memory.largest_train} train"
-        + (" (the search limit, not memory, stopped the search)" if memory.hit_limit
-           else f"; {cap} keeps a {memory.margin:.0%} margin"),
-        f"throughput: {throughput.knee} already reaches {throughput.fraction:.0%} of "
-        f"the best {throughput.best:,.0f} samples/s",
+        *_hardware_reasons(memory, throughput, cap),
         f"budget: {epochs} epochs; the best LR of each batch size was measured "
         f"for it with probes of {measured.metadata['probe_fraction']:.0%} of its "
         "samples: " + ", ".join(f"{b}: {v:.3g}" for b, v in

@@ -167,7 +167,7 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         kbatch.tuner.BatchLRHyperModel(build_model, epochs=10),
         objective="val_accuracy", max_trials=8, directory="search")
     tuner.search(x, y, validation_data=(x_val, y_val))
-    print(kbatch.tuner.summarize(tuner).text())
+    summary = kbatch.tuner.summarize(tuner)  # .text(), .plot(path)
     ```
 
     A tiny search that runs in seconds (a fixed LR range, so no range test):
