@@ -171,6 +171,7 @@ def _search(trials, phase, start, limit, mode):
     return low
 
 
+@_backend.in_model_scope
 def find_max_batch_size(
     model,
     x,

@@ -92,6 +92,7 @@ class _Timer(keras.callbacks.Callback):
         self.end = time.perf_counter()
 
 
+@_backend.in_model_scope
 def measure_throughput(
     model,
     x,

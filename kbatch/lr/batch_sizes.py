@@ -242,6 +242,7 @@ def _check_batch_sizes(batch_sizes, n_train):
     return sorted(sizes)
 
 
+@_backend.in_model_scope
 def lr_for_batch_sizes(
     model,
     x,
@@ -430,7 +431,7 @@ def lr_for_batch_sizes(
         warnings.warn(
             "lr_for_batch_sizes left out batch sizes "
             + ", ".join(f"{b} ({why.splitlines()[0][:80]})"
-                        for b, why in left_out.items()), stacklevel=2)
+                        for b, why in left_out.items()), stacklevel=3)
     result = LRByBatchSize(
         list(measured), list(measured.values()), epochs=epochs, bands=bands,
         probes=tried, left_out=left_out,

@@ -7,6 +7,8 @@ kbatch talks to Keras only.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 
 import keras
@@ -75,3 +77,34 @@ def device_facts() -> dict:
 
     return {"kind": "cpu", "name": platform.processor() or platform.machine(),
             "compute_capability": None}
+
+
+def model_scope(model):
+    """A context in which `model`'s variables may be created and changed.
+
+    A model compiled under a `tf.distribute` strategy creates its optimizer
+    variables (and kbatch its learning-rate variable) only inside that
+    strategy's scope; outside it TensorFlow raises half-way through, leaving
+    an optimizer that can no longer train. This enters the model's strategy
+    scope when the caller is not already in one; elsewhere it does nothing.
+    """
+    enter = getattr(module(), "model_scope", None)
+    if enter is None:
+        return contextlib.nullcontext()
+    return enter(model)
+
+
+def in_model_scope(function):
+    """Decorator: run `function(model, ...)` inside `model_scope(model)`.
+
+    The wrapper is one more frame between the caller and `function`: a
+    warning `function` raises itself points at its caller with `stacklevel=3`.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        model = args[0] if args else kwargs.get("model")
+        with model_scope(model):
+            return function(*args, **kwargs)
+
+    return wrapper

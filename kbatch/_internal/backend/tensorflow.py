@@ -97,3 +97,16 @@ def device_facts():
     capability = details.get("compute_capability")
     return {"kind": "gpu", "name": details.get("device_name", gpus[0].name),
             "compute_capability": tuple(capability) if capability else None}
+
+
+def model_scope(model):
+    """The scope of the `tf.distribute` strategy `model` was compiled under,
+    unless the caller is already inside a strategy scope (then nothing)."""
+    import contextlib
+
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None or tf.distribute.has_strategy():
+        return contextlib.nullcontext()
+    if strategy is tf.distribute.get_strategy():  # the default strategy
+        return contextlib.nullcontext()
+    return strategy.scope()
