@@ -118,12 +118,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
         if getattr(model, "optimizer", None) is None:
             raise ValueError("`GradientNoiseScale` needs a compiled model.")
         backend = _backend.current()
-        strategy = getattr(model, "distribute_strategy", None)
-        if getattr(strategy, "num_replicas_in_sync", 1) > 1:
-            raise ValueError(
-                "`GradientNoiseScale` does not support tf.distribute strategies "
-                "yet; measure with `kbatch.measure_noise_scale` on one device."
-            )
+        _refuse_distributed(model, "GradientNoiseScale")
         self._spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._vars = {
             name: keras.Variable(0, dtype=dtype, trainable=False,
@@ -270,6 +265,21 @@ class NoiseScaleResult(Result):
                 f"{self.g_sq.size} measurements at batch {self.batch_size}>")
 
 
+def _refuse_distributed(model, name):
+    """The micro-batch gradients are computed on one device: refuse a model
+    whose variables are spread over the replicas of a strategy."""
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = getattr(strategy, "num_replicas_in_sync", 1)
+    if replicas > 1:
+        raise ValueError(
+            f"`{name}` does not support tf.distribute strategies yet: model "
+            f"{model.name!r} is compiled under {type(strategy).__name__} with "
+            f"{replicas} replicas. The noise scale does not depend on the device "
+            "layout: build the same model outside the strategy, copy the "
+            "weights (`set_weights(model.get_weights())`), and measure that.")
+
+
+@_backend.in_model_scope
 def measure_noise_scale(
     model,
     x,
@@ -278,6 +288,7 @@ def measure_noise_scale(
     batch_size: int,
     num_steps: int = 50,
     num_micro_batches: int = 4,
+    sample_weight=None,
     seed: int | None = None,
     verbose="auto",
 ) -> NoiseScaleResult:
@@ -301,6 +312,8 @@ def measure_noise_scale(
             `num_micro_batches`.
         num_steps: Integer. Number of batches measured. Defaults to `50`.
         num_micro_batches: Integer >= 2. Defaults to `4`.
+        sample_weight: Optional array of one weight per sample, for array
+            inputs (a dataset carries its weights as the third element).
         seed: Optional integer seed for drawing array batches.
         verbose: `"auto"`, `0` or `1` (a progress bar).
 
@@ -322,6 +335,7 @@ def measure_noise_scale(
     True
     """
     check_compiled_model(model, "measure_noise_scale")
+    _refuse_distributed(model, "measure_noise_scale")
     batch_size = check_int("batch_size", batch_size, minimum=2)
     num_steps = check_int("num_steps", num_steps, minimum=2)
     num_micro_batches = _check_micro(num_micro_batches)
@@ -334,8 +348,13 @@ def measure_noise_scale(
         )
     backend = _backend.current()
     is_dataset = not _data.is_array_like(x)
+    if sample_weight is not None and is_dataset:
+        raise ValueError(
+            "Argument `sample_weight` is for array inputs; a dataset carries its "
+            "weights in its batches, as `(x, y, sample_weight)`.")
     stream = _data.make_stream(x, y, batch_size=None if is_dataset else batch_size,
-                               num_batches=num_steps, seed=seed, model=model)
+                               num_batches=num_steps, seed=seed, model=model,
+                               sample_weight=sample_weight)
     if stream.batch_size != batch_size:
         raise ValueError(
             f"The data yields batches of {stream.batch_size}, but "
