@@ -7,6 +7,7 @@ import warnings
 
 import keras
 
+from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
 from kbatch._internal import report
@@ -38,6 +39,21 @@ EXTEND_FACTOR = 4
 EXTENSIONS = 2
 
 
+def _check_callbacks(callbacks) -> list:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "Argument `callbacks` must be a list of keras.callbacks.Callback. "
+                f"Received: callbacks[{i}] of type {type(callback).__name__}")
+    return callbacks
+
+
+@_backend.in_model_scope
 def find_lr(
     model,
     x,
@@ -56,6 +72,7 @@ def find_lr(
     shuffle: bool = True,
     seed: int | None = None,
     extend: bool = True,
+    callbacks=None,
     verbose="auto",
 ) -> LRFinderResult:
     """Run an LR range test and return the curve with suggested learning rates.
@@ -109,6 +126,11 @@ def find_lr(
         seed: Optional integer seed for shuffling array inputs.
         extend: Boolean. Sweep again, longer, when the loss was not seen to
             fall. Defaults to `True`.
+        callbacks: Optional list of `keras.callbacks.Callback` run during the
+            sweep, after the range test's own: a `TensorBoard(update_freq=1)`
+            or `CSVLogger` sees the LR (`learning_rate`) and the batch's own
+            loss (`range_test_loss`) in the logs. An extended sweep is another
+            `fit`, so they see it again.
         verbose: `"auto"`, `0`, `1` or `2`. Defaults to `"auto"` (progress bar).
 
     Returns:
@@ -139,6 +161,7 @@ def find_lr(
         )
     if num_samples is not None:
         num_samples = check_int("num_samples", num_samples, minimum=1)
+    callbacks = _check_callbacks(callbacks)
     validate_sweep_arguments(
         min_lr=min_lr,
         max_lr=max_lr,
@@ -209,8 +232,8 @@ def find_lr(
         stream.resize(batches_for(num_steps))
         state = TrainingState.capture(model)
         try:
-            model.fit(**stream.fit_kwargs(), epochs=1, callbacks=[callback],
-                      verbose=0)
+            model.fit(**stream.fit_kwargs(), epochs=1,
+                      callbacks=[callback, *callbacks], verbose=0)
         finally:
             callback.release()
             state.restore()
@@ -241,13 +264,13 @@ def find_lr(
         }
     )
     for problem in result.diagnose():
-        warnings.warn(problem, LRFinderWarning, stacklevel=2)
+        warnings.warn(problem, LRFinderWarning, stacklevel=3)
     if result.dead and not any("never fell" in p or "noisy" in p
                                for p in result.diagnose()):
         warnings.warn(
             "The loss was not seen to fall by more than its noise; there is no "
             "suggestion. Give the test more samples (`num_samples`) or a larger "
-            "`batch_size`.", LRFinderWarning, stacklevel=2)
+            "`batch_size`.", LRFinderWarning, stacklevel=3)
     if verbose_level:
         report.message(result.summary())
     return result

@@ -70,6 +70,16 @@ class LRRangeTest(keras.callbacks.Callback):
       because of an inf/NaN gradient is not recorded, and its LR is retried.
     - An optimizer built with a `LearningRateSchedule`: the schedule is replaced
       by a controllable one during the test and put back afterwards.
+    - A custom `train_step` that returns the batch's own loss (instead of a
+      `Mean` tracker's running mean, as Keras' own `train_step` does) is
+      recognised: the loss tracker's count does not move, so the value in the
+      logs is used as it is.
+
+    What other callbacks see: each recorded step writes `learning_rate` and
+    `range_test_loss` (the batch's own loss) into the batch logs, and the last
+    of them into the epoch logs. Callbacks listed *after* this one in `fit`
+    read them (`TensorBoard(update_freq=1)` plots `batch_learning_rate` and
+    `batch_range_test_loss`; `CSVLogger` writes them per epoch).
 
     Reference: Leslie N. Smith, "Cyclical Learning Rates for Training Neural
     Networks", 2017, https://arxiv.org/abs/1506.01186.
@@ -155,6 +165,8 @@ class LRRangeTest(keras.callbacks.Callback):
         self._seg_count = 0.0
         self._prev_mean = 0.0
         self._prev_count = 0.0
+        self._tracker_count = 0.0
+        self._batch_losses = False
         self._scale = None
         self._current_lr = None
         self.stop_reason = None
@@ -207,6 +219,12 @@ class LRRangeTest(keras.callbacks.Callback):
         # Keras resets its running mean of the loss at every epoch.
         self._prev_mean = 0.0
         self._prev_count = 0.0
+        self._tracker_count = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self._lrs:  # the epoch's last point, for CSVLogger
+            logs["learning_rate"] = self._lrs[-1]
+            logs["range_test_loss"] = self._losses[-1]
 
     # ---------------------------------------------------------------- per step
     def on_train_batch_begin(self, batch, logs=None):
@@ -232,7 +250,8 @@ class LRRangeTest(keras.callbacks.Callback):
             return
         self._in_group = 0
         seg_total, seg_count = self._seg_total, self._seg_count
-        if self.batch_size is None and self._counts_samples() and seg_count > 0:
+        if (self.batch_size is None and self._counts_samples() and seg_count > 0
+                and not self._batch_losses):
             self.batch_size = round(seg_count / (self._group * self._spe))
         self._seg_total = self._seg_count = 0.0
         if self._step_was_skipped():
@@ -247,6 +266,9 @@ class LRRangeTest(keras.callbacks.Callback):
         else:
             loss = seg_total / seg_count if seg_count > 0 else math.nan
         self._record(self._current_lr, loss)
+        if logs is not None:  # for TensorBoard, CSVLogger & co., after this one
+            logs["learning_rate"] = self._lrs[-1]
+            logs["range_test_loss"] = loss
 
     def _accumulate(self, logs):
         if "loss" not in logs:
@@ -256,6 +278,12 @@ class LRRangeTest(keras.callbacks.Callback):
                 "model with a loss, or make a custom `train_step` return 'loss'."
             )
         mean = float(logs["loss"])
+        if not self._logs_hold_running_mean(mean):
+            # A custom `train_step` that returns the batch's own loss.
+            self._batch_losses = True
+            self._seg_total += mean
+            self._seg_count += 1.0
+            return
         if self._counts_samples():
             count = _read(self._tracker.count)
         else:  # every step weighs the same
@@ -269,6 +297,25 @@ class LRRangeTest(keras.callbacks.Callback):
         self._seg_total += count * mean - self._prev_count * self._prev_mean
         self._seg_count += count - self._prev_count
         self._prev_mean, self._prev_count = mean, count
+
+    def _logs_hold_running_mean(self, value) -> bool:
+        """Whether `logs["loss"]` is the running mean of a loss tracker.
+
+        Keras' own `train_step` (and the custom ones of its guide) return the
+        result of a `Mean` metric named "loss", which adds every step to its
+        count. A custom `train_step` that returns the batch's own loss leaves
+        that count alone (or has no such metric): its value is used as it is.
+        """
+        if self._tracker is None:
+            return False
+        count = _read(self._tracker.count)
+        advanced = count != self._tracker_count
+        self._tracker_count = count
+        if not advanced:
+            return False
+        tracked = _read(self._tracker.result())
+        return math.isclose(tracked, value, rel_tol=1e-5, abs_tol=1e-6) or not (
+            math.isfinite(tracked) and math.isfinite(value))
 
     def _counts_samples(self) -> bool:
         """Whether the sample count of Keras' running mean is read each step."""
