@@ -159,8 +159,13 @@ def _add_sweep_arguments(parser):
                         help="first learning rate")
     parser.add_argument("--max-lr", type=_positive_float, default=10.0,
                         help="last learning rate")
-    parser.add_argument("--num-steps", type=_positive_int, default=100,
-                        help="number of learning rates tried")
+    sizing = parser.add_mutually_exclusive_group()
+    sizing.add_argument("--num-samples", type=_positive_int, default=None,
+                        help="samples the test trains on (default: 6400, and "
+                             "at least 100 steps)")
+    sizing.add_argument("--num-steps", type=_positive_int, default=None,
+                        help="number of learning rates tried, instead of "
+                             "--num-samples")
     parser.add_argument("--mode", choices=("exponential", "linear"),
                         default="exponential", help="LR spacing")
     parser.add_argument("--seed", type=_seed, default=0, help="random seed")
@@ -623,6 +628,7 @@ def run_find_lr(args):
         min_lr=args.min_lr,
         max_lr=args.max_lr,
         num_steps=args.num_steps,
+        num_samples=args.num_samples,
         mode=args.mode,
         seed=args.seed,
         verbose=verbose,

@@ -140,6 +140,8 @@ def test_builtin_names_match_the_library():
     (["advise", "--dataset", "digits", "--data", "x.npz"], "not both"),
     (["tune", "--model", "mlp", "--data", "x.npz"], "needs --dataset"),
     (["find-lr", "--dataset", "digits", "--seed", "-1"], "expected an integer >= 0"),
+    (["find-lr", "--dataset", "digits", "--num-steps", "20", "--num-samples", "640"],
+     "not allowed with argument"),
 ])
 def test_usage_errors_exit_2_with_the_usage_line(argv, message, tmp_path):
     run = kbatch_command(*argv, cwd=tmp_path)
