@@ -1,10 +1,12 @@
 """Small helpers around Keras 3 optimizers.
 
-The only place in kbatch that reads an optimizer's private learning-rate slot
-(``_learning_rate``): Keras has no public accessor for the schedule object an
-optimizer was built with, and its public ``learning_rate`` property returns the
-schedule's *value*. Keeping that access here means one place to adapt when Keras
-changes.
+The only place in kbatch that touches an optimizer's private learning-rate slot
+(``_learning_rate``), its step counter (``_iterations``) and its variable list:
+Keras has no public accessor for the schedule object an optimizer was built
+with (its public ``learning_rate`` property returns the schedule's *value*), no
+public way back from a schedule to a settable rate, and under gradient
+accumulation its public ``iterations`` is not the step schedules see. Keeping
+that access here means one place to adapt when Keras changes.
 """
 
 from __future__ import annotations
@@ -73,6 +75,56 @@ def heavy_ball_momentum(optimizer) -> float:
     except (TypeError, ValueError):
         return 0.0
     return momentum if 0.0 <= momentum < 1.0 else 0.0
+
+
+def schedule_step(optimizer) -> int:
+    """The step Keras passes to a `LearningRateSchedule` for the next update.
+
+    That is the optimizer's own counter: under gradient accumulation it counts
+    micro-batches, while the public `iterations` counts updates.
+    """
+    base = base_optimizer(optimizer)
+    counter = getattr(base, "_iterations", None)
+    if counter is None:
+        return int(keras.ops.convert_to_numpy(base.iterations))
+    return int(counter.numpy())
+
+
+def settable_learning_rate(optimizer, value: float):
+    """Give the optimizer a plain learning-rate variable holding `value`; return
+    it.
+
+    An optimizer built with a float already has one, and only its value
+    changes. One that holds a schedule or a callable (Keras' public setter
+    refuses a float then) gets a new variable, tracked where an optimizer built
+    with a float keeps it (right after the step counter), so the optimizer's
+    variables save, load and, on JAX, reach the compiled step as usual. Putting
+    a schedule back with the public setter (`optimizer.learning_rate =
+    schedule`) untracks the variable again. Re-create the train function after
+    the swap (`model.make_train_function(force=True)`).
+    """
+    base = base_optimizer(optimizer)
+    current = learning_rate_object(base)
+    if is_variable(current):
+        current.assign(float(value))
+        return current
+    with keras.name_scope(base.name):
+        variable = keras.Variable(
+            float(value),
+            dtype=keras.config.floatx(),
+            trainable=False,
+            name="learning_rate",
+            aggregation="only_first_replica",
+        )
+    base._learning_rate = variable  # Keras' attribute tracking appends it
+    tracked = base._variables  # the tracker's own list
+    if not any(v is variable for v in tracked):
+        base._track_variable(variable)
+    position = next(i for i, v in enumerate(tracked) if v is variable)
+    tracked.pop(position)
+    counter = [i for i, v in enumerate(tracked) if v is base._iterations]
+    tracked.insert(counter[0] + 1 if counter else 0, variable)
+    return variable
 
 
 def current_learning_rate(optimizer) -> float:

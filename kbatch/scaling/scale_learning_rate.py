@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
 
 import keras
+import numpy as np
 
 from kbatch._internal import optimizer as _optimizer
 from kbatch._internal import report
@@ -79,13 +82,50 @@ class ScaleLearningRate(keras.callbacks.Callback):
     `tf.distribute` strategy) times the optimizer's
     `gradient_accumulation_steps`. The rate follows a `BatchScaledSchedule`
     (optional linear warm-up from the base rate, then constant or the shape of
-    any Keras schedule), which replaces the optimizer's learning rate and stays
-    with the model when it is saved.
+    any Keras schedule), which replaces the optimizer's learning rate.
+
+    During `fit` the optimizer holds a plain learning-rate variable (an
+    optimizer built with a schedule gets one for the run), and the callback
+    sets it before each step to the schedule's value at the optimizer's step:
+    the same rates as the schedule driving the optimizer itself, while
+    `model.optimizer.learning_rate` reads back the rate of the current step and
+    other callbacks can set it. When `fit` ends, the schedule is put on the
+    optimizer and stays with the model when it is saved (a checkpoint saved
+    during `fit` holds that moment's rate as a float; a `fit` stopped by an
+    exception leaves that plain rate). Each `fit` starts again from the scaled
+    schedule. With `steps_per_execution=k`, Keras calls batch callbacks once
+    per `k` steps: during a warm-up or an `after` schedule the rate then
+    changes once per execution, to the schedule's value at the middle of its
+    `k` steps.
+
+    With Keras' `ReduceLROnPlateau`, `LearningRateScheduler` or any callback
+    that sets `model.optimizer.learning_rate`, in either order in the callbacks
+    list: a rate another callback sets is taken as a change of the current
+    rate, and kept as a factor on the schedule (the attribute `factor`, the
+    rate set divided by the scheduled rate of that moment). From then on each
+    step trains at `factor * schedule(step)`. So:
+
+    - `ReduceLROnPlateau(factor=0.5)` halves the scaled, warmed-up rate (a
+      warm-up still running goes on at half height). Its `min_lr` bounds the
+      rate when it lowers it, not the changes of a warm-up or `after` later.
+    - A `LearningRateScheduler` whose function takes `(epoch, lr)` receives the
+      current, scaled rate; what it does to it (`lr * 0.9`) multiplies the
+      schedule the same way.
+    - A `LearningRateScheduler` whose function returns rates without reading
+      `lr` (`lambda epoch: 0.1`) wins: the next step trains at that rate,
+      not scaled to the batch size (a warm-up still running scales it on until
+      it ends). Make it relative to `lr`, or give the shape as `after=`, to
+      have it scaled.
+
+    The schedule put on the optimizer when `fit` ends includes the factor (its
+    base rate times `factor`; `schedule` is then that schedule), so the model
+    saves and keeps the rate the run ended with.
 
     At the start of training the callback prints which rate it chose and why;
     after the first step it checks the batch size against the number of
     samples Keras actually averaged, and warns when they differ. The rate of
-    each epoch is added to the logs as `learning_rate` (History, TensorBoard).
+    the last step of each epoch is added to the logs as `learning_rate`
+    (History, TensorBoard), unless another callback logged it already.
 
     Args:
         base_learning_rate: Float. The learning rate that works at
@@ -117,6 +157,17 @@ class ScaleLearningRate(keras.callbacks.Callback):
     >>> _ = model.fit(x, y, batch_size=128, callbacks=[scale], verbose=0)
     >>> round(scale.schedule.learning_rate, 6)  # linear rule for SGD: 0.01 * 4
     0.04
+
+    With `ReduceLROnPlateau` (here, no epoch after the first counts as better):
+
+    >>> plateau = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5,
+    ...                                             patience=1, min_delta=10.0)
+    >>> scale = ScaleLearningRate(0.01, base_batch_size=32, batch_size=128,
+    ...                           verbose=0)
+    >>> _ = model.fit(x, y, batch_size=128, epochs=2, verbose=0,
+    ...               callbacks=[plateau, scale])
+    >>> scale.factor, round(float(model.optimizer.learning_rate), 6)
+    (0.5, 0.02)
     """
 
     def __init__(
@@ -172,6 +223,8 @@ class ScaleLearningRate(keras.callbacks.Callback):
         self.schedule = None
         self.explanation = None
         self._expected_samples = None
+        self._steps_per_execution = 1
+        self._reset_rate()
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -216,8 +269,14 @@ class ScaleLearningRate(keras.callbacks.Callback):
             after=self.after,
             multiplier=multiplier,
         )
-        _optimizer.base_optimizer(model.optimizer).learning_rate = self.schedule
+        self._reset_rate()
+        self._steps_per_execution = int(
+            getattr(model, "steps_per_execution", 1) or 1)
+        with _strategy_scope(model):
+            variable = _optimizer.settable_learning_rate(
+                model.optimizer, self.schedule.base_learning_rate)
         model.make_train_function(force=True)
+        self._follow(variable, model.optimizer)
         self._expected_samples = parts["batch_size"]
         self.explanation = _explain(self.schedule, parts, global_batch,
                                     shown or rule, why_rule)
@@ -249,6 +308,12 @@ class ScaleLearningRate(keras.callbacks.Callback):
         return cls(measured.learning_rates[0], base, batch_size, rule=measured,
                    **kwargs)
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._constant:
+            return
+        optimizer = self.model.optimizer  # on JAX, puts the variables back
+        self._follow(self._variable_of(optimizer), optimizer)
+
     def on_train_batch_end(self, batch, logs=None):
         if self._expected_samples is None:
             return
@@ -269,10 +334,71 @@ class ScaleLearningRate(keras.callbacks.Callback):
                 return
 
     def on_epoch_end(self, epoch, logs=None):
+        # `setdefault`: a ReduceLROnPlateau earlier in the list logged the rate
+        # of this epoch before lowering it; keep that, whatever the order.
         if logs is not None:
-            logs["learning_rate"] = _optimizer.current_learning_rate(
-                self.model.optimizer
+            logs.setdefault("learning_rate", _optimizer.current_learning_rate(
+                self.model.optimizer))
+
+    def on_train_end(self, logs=None):
+        if self.schedule is None or self._applied_value is None:
+            return
+        model = self.model
+        variable = _optimizer.learning_rate_object(model.optimizer)
+        if not _optimizer.is_variable(variable):
+            return  # something else took the learning rate over: leave it
+        self._absorb(variable)
+        if not (math.isfinite(self.factor) and self.factor > 0):
+            return  # a rate of 0 stays a plain rate
+        if self.factor != 1.0:
+            self.schedule = _scaled(self.schedule, self.factor)
+        _optimizer.base_optimizer(model.optimizer).learning_rate = self.schedule
+        model.make_train_function(force=True)
+
+    # ------------------------------------------------ the rate, step by step
+    def _reset_rate(self):
+        self.factor = 1.0
+        self._applied_value = None
+        self._applied_scheduled = None
+        self._constant = False
+        self._values = None
+
+    def _variable_of(self, optimizer):
+        variable = _optimizer.learning_rate_object(optimizer)
+        if not _optimizer.is_variable(variable):
+            raise ValueError(
+                "ScaleLearningRate sets the optimizer's learning rate before each "
+                "step, but something replaced it with "
+                f"{type(variable).__name__} during `fit`. Pass the schedule as "
+                "`ScaleLearningRate(..., after=schedule)` instead."
             )
+        return variable
+
+    def _absorb(self, variable):
+        """Turn a rate another callback set since our last write into a factor."""
+        current = float(variable.numpy())
+        if current == self._applied_value:
+            return
+        if self._applied_value > 0:  # relative to what was read: exact halving
+            self.factor *= current / self._applied_value
+        elif self._applied_scheduled > 0:
+            self.factor = current / self._applied_scheduled
+
+    def _follow(self, variable, optimizer):
+        """Set the rate of the next step (or execution): factor x schedule."""
+        if self._values is None:
+            self._values = _ScheduleValues(self.schedule)
+        if self._applied_value is not None:
+            self._absorb(variable)
+        step = _optimizer.schedule_step(optimizer)
+        scheduled = self._values(step + (self._steps_per_execution - 1) / 2)
+        value = np.asarray(self.factor * scheduled, dtype=variable.dtype)
+        if float(value) != self._applied_value:
+            variable.assign(value)
+        self._applied_value = float(value)
+        self._applied_scheduled = scheduled
+        self._constant = (self.schedule.after is None
+                          and step >= self.schedule.warmup_steps)
 
     def get_config(self):
         return {
@@ -286,6 +412,69 @@ class ScaleLearningRate(keras.callbacks.Callback):
             "warmup_epochs": self.warmup_epochs,
             "verbose": self.verbose,
         }
+
+
+class _ScheduleValues:
+    """A `BatchScaledSchedule`'s value at a step, as a float, cheaply.
+
+    A warm-up alone is computed in Python. With an `after` schedule the values
+    of the next `block` steps are computed in one call, when the schedule
+    takes a vector of steps (checked against single calls at both ends).
+    """
+
+    def __init__(self, schedule, block=1024):
+        self.schedule = schedule
+        self.block = block
+        self._first = None
+        self._values = None
+        self._vectorizes = schedule.after is not None
+
+    def _single(self, step):
+        return float(keras.ops.convert_to_numpy(self.schedule(step)))
+
+    def __call__(self, step):
+        schedule = self.schedule
+        if schedule.after is None:
+            start, target = schedule.base_learning_rate, schedule.learning_rate
+            if step < schedule.warmup_steps:
+                return start + (target - start) * step / schedule.warmup_steps
+            return target
+        if not self._vectorizes:
+            return self._single(step)
+        if self._values is not None:
+            offset = step - self._first
+            if offset == int(offset) and 0 <= offset < len(self._values):
+                return float(self._values[int(offset)])
+        steps = step + np.arange(self.block, dtype="float32")
+        try:
+            values = keras.ops.convert_to_numpy(schedule(steps)).astype(float)
+            fits = (values.shape == steps.shape and np.allclose(
+                values[[0, -1]], [self._single(step), self._single(steps[-1])],
+                rtol=1e-6, atol=0.0))
+        except Exception:  # a schedule written for one step at a time
+            fits = False
+        if not fits:
+            self._vectorizes = False
+            return self._single(step)
+        self._first, self._values = step, values
+        return float(values[0])
+
+
+def _strategy_scope(model):
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and hasattr(strategy, "scope"):
+        return strategy.scope()
+    return contextlib.nullcontext()
+
+
+def _scaled(schedule, factor):
+    """`schedule` times `factor`, as the same kind of schedule (every rule is
+    proportional to the base rate, so scaling it and the cap scales it all)."""
+    config = schedule.get_config()
+    config["base_learning_rate"] *= factor
+    if config.get("max_learning_rate") is not None:
+        config["max_learning_rate"] *= factor
+    return type(schedule).from_config(config)
 
 
 def _is_measured(rule) -> bool:
