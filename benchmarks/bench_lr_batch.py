@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_lr_batch grid [--tasks a,b] [--seeds 3]
     python -m benchmarks.bench_lr_batch score [--tasks a,b]
+    python -m benchmarks.bench_lr_batch render
 
 `grid` trains every task at 7 batch sizes (16-1024) x >= 14 learning rates
 (a quarter-decade apart) x seeds, for the task's fixed epoch budget, and
@@ -103,10 +104,15 @@ def grid_task(task, seeds, grid):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("grid", "score"))
+    parser.add_argument("command", choices=("grid", "score", "render"))
     parser.add_argument("--tasks", default=",".join(T.TASKS))
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.command == "render":  # the markdown again, from the results JSON
+        from benchmarks import lr_batch_score
+
+        lr_batch_score.render()
+        return
     _single_thread()
     tasks = args.tasks.split(",")
     for task in tasks:

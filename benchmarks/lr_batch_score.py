@@ -199,4 +199,50 @@ def markdown(results) -> str:
             "(other jobs shared the 2 cores during both the grid and the "
             "measurement)",
         ]
+        floor = noise_floor(load_grid(), [t for t, r in results.items()
+                                          if r["split"] == "report"])
+        if floor is not None:
+            lines += [
+                "",
+                "Noise floor: the grid's own learning rates a quarter decade "
+                "either side of a row's best, scored the same way, reach median "
+                f"{floor['median']:.3f}, worst {floor['worst']:.3f} "
+                f"({floor['below']:.0%} of them below 0.95) on these tasks: "
+                "the worst-case target asks for more than a quarter decade of "
+                "accuracy wherever the score of a single run swings that much "
+                "between neighbouring LRs (the under-trained large-batch rows).",
+            ]
     return "\n".join(lines) + "\n"
+
+
+def noise_floor(grid, tasks):
+    """How the grid's own neighbours of each row's best LR score: the ratio,
+    per seed, of the LR a quarter decade below and above the best (best by the
+    mean over seeds) to the best, pooled over rows and tasks."""
+    ratios = []
+    for task in tasks:
+        entry = grid["tasks"].get(task)
+        if entry is None:
+            continue
+        for b in entry["batch_sizes"]:
+            row = {float(k): np.asarray(v, dtype=float)
+                   for k, v in entry["scores"][str(b)].items()
+                   if len(v) == len(entry["seeds"])}
+            if len(row) < 2:
+                continue
+            lrs = sorted(row)
+            i = int(np.argmax([row[lr].mean() for lr in lrs]))
+            best = row[lrs[i]]
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(lrs):
+                    ratios += list(np.where(best > 0, row[lrs[j]] / best, 0.0))
+    if not ratios:
+        return None
+    ratios = np.asarray(ratios)
+    return {"median": float(np.median(ratios)), "worst": float(ratios.min()),
+            "below": float(np.mean(ratios < 0.95))}
+
+
+def render():
+    """Rewrite `results/lr_batch.md` from `results/lr_batch.json`."""
+    write_markdown("lr_batch", markdown(_previous_results()))
