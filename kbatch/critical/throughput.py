@@ -78,18 +78,24 @@ class ThroughputResult(Result):
 
 
 class _Timer(keras.callbacks.Callback):
+    """Times the steps after the first `warmup_steps`. Keras calls batch
+    callbacks once per `steps_per_execution` steps, with the index of the last
+    step run: steps are counted from that index, not from the calls."""
+
     def __init__(self, warmup_steps):
         super().__init__()
         self.warmup_steps = warmup_steps
         self.start = None
         self.end = None
+        self.start_step = None
         self.steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.steps == self.warmup_steps:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
+        self.steps = int(batch) + 1
+        now = time.perf_counter()
+        if self.start is None and self.steps >= self.warmup_steps:
+            self.start, self.start_step = now, self.steps
+        self.end = now
 
 
 @_backend.in_model_scope
@@ -169,17 +175,20 @@ def measure_throughput(
             if oom:
                 speeds.append(math.nan)
                 continue
-            total = size * (warmup_steps + num_steps)
+            # whole executions: Keras runs `steps_per_execution` steps per call
+            spe = int(getattr(model, "steps_per_execution", 1) or 1)
+            warm = -(-warmup_steps // spe) * spe
+            total = size * (warm + -(-num_steps // spe) * spe)
             idx = np.arange(total) % n
             xb = keras.tree.map_structure(lambda a, idx=idx: a[idx], x)
             yb = None if y is None else keras.tree.map_structure(
                 lambda a, idx=idx: a[idx], y)
-            timer = _Timer(warmup_steps)
+            timer = _Timer(warm)
             try:
                 model.fit(xb, yb, batch_size=size, epochs=1, shuffle=False,
                           callbacks=[timer], verbose=0)
                 elapsed = timer.end - timer.start
-                speed = size * (timer.steps - warmup_steps) / elapsed
+                speed = size * (timer.steps - timer.start_step) / elapsed
             except Exception as error:
                 if not _backend.is_oom(error):
                     raise

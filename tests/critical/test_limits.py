@@ -132,6 +132,21 @@ def test_throughput_is_measured_and_the_model_restored():
     assert_same_state(before, model_state(model))
 
 
+def test_throughput_times_whole_executions_with_steps_per_execution():
+    # Keras calls batch callbacks once per 4 steps here, with the index of the
+    # last step: the timer counts steps from it (it used to count calls, never
+    # started timing, and raised a TypeError).
+    x, y = classification_data(n=256)
+    model = make_classifier(steps_per_execution=4)
+    model.fit(x, y, verbose=0)
+    before = model_state(model)
+    result = kbatch.measure_throughput(model, x, y, batch_sizes=[8, 32],
+                                       num_steps=5, warmup_steps=3, verbose=0)
+    assert len(result.samples_per_second) == 2
+    assert all(np.isfinite(v) and v > 0 for v in result.samples_per_second)
+    assert_same_state(before, model_state(model))
+
+
 def test_throughput_records_out_of_memory_and_skips_larger_sizes():
     x, y = classification_data(n=64)
     result = kbatch.measure_throughput(_oom_model(40, 40), x, y,
