@@ -313,7 +313,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._tracker_count = count
         if not advanced:
             return False
-        tracked = _read(self._tracker.result())
+        tracked = float(keras.ops.convert_to_numpy(self._tracker.result()))
         return math.isclose(tracked, value, rel_tol=1e-5, abs_tol=1e-6) or not (
             math.isfinite(tracked) and math.isfinite(value))
 
