@@ -15,6 +15,7 @@ from kbatch.tuner.errors import OutOfMemoryError
 from kbatch.tuner.hypermodel import CACHE_FILE
 from kbatch.tuner.hypermodel import PARAMETRIZATIONS
 from kbatch.tuner.hypermodel import POLICIES
+from kbatch.tuner.hypermodel import RECORDED
 from kbatch.tuner.hypermodel import BatchLRHyperModel
 from kbatch.tuner.hypermodel import divergence_lr
 from kbatch.tuner.hypermodel import resolve_policy
@@ -28,6 +29,7 @@ __all__ = [
     "CACHE_FILE",
     "PARAMETRIZATIONS",
     "POLICIES",
+    "RECORDED",
     "BatchLRHyperModel",
     "OutOfMemoryError",
     "PatternSearch",

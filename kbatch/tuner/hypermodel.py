@@ -35,6 +35,7 @@ from kbatch.scaling import rules as scaling_rules
 from kbatch.scaling.optimizer_rule import default_rule
 from kbatch.scaling.scale_learning_rate import global_batch_size
 from kbatch.scaling.schedules import BatchScaledSchedule
+from kbatch.scaling.schedules import LinearWarmup
 from kbatch.tuner import search_state
 from kbatch.tuner.errors import OutOfMemoryError
 from kbatch.tuner.recorder import TrialRecorder
@@ -43,14 +44,25 @@ __all__ = [
     "CACHE_FILE",
     "PARAMETRIZATIONS",
     "POLICIES",
+    "RECORDED",
+    "TRIAL_SCHEDULE_NAME",
     "BatchLRHyperModel",
     "divergence_lr",
     "resolve_policy",
 ]
 
 PARAMETRIZATIONS = ("scaled", "independent")
+DEFAULT_MULTIPLIER_RANGE = (0.25, 4.0)
+# What `fit` records in a trial's hyperparameters (not searched): the LR and
+# global batch size the trial trained with, and its warm-up.
+RECORDED = ("learning_rate", "global_batch_size", "warmup_steps",
+            "warmup_initial_learning_rate")
+# The name of the schedule the hypermodel sets on a trial's optimizer, so
+# that the schedule compiled by `build_model` (its `after`) can be told apart.
+TRIAL_SCHEDULE_NAME = "kbatch_trial_learning_rate"
 POLICIES = precision.POLICIES
 CACHE_FILE = search_state.CACHE_FILE
+_Schedule = keras.optimizers.schedules.LearningRateSchedule
 
 
 def resolve_policy(mixed_precision) -> str | None:
@@ -88,8 +100,9 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     `build_model(hp)` returns your compiled model, as for any KerasTuner
     search (declare other hyperparameters on `hp` as usual). The hypermodel
     adds two: `batch_size` (a choice among `batch_sizes`, declared in `build`
-    so that the very first trial honours it too) and the learning rate, and in
-    `fit` trains with that batch size and sets the optimizer's learning rate.
+    so that the very first trial honours it too) and the learning rate, and
+    sets the optimizer's learning rate in `build` (from the trial's
+    hyperparameters) and in `fit`, which trains with that batch size.
 
     With `parametrization="scaled"` (the default) the LR is searched as
     `lr_multiplier`, log-uniform in `multiplier_range`, times a centre that
@@ -99,11 +112,45 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     size), run once, on the first trial's data, and cached in the tuner's
     project directory, so a resumed search does not rerun it: the first trial
     at each batch size (multiplier 1) already trains at the measured LR.
-    With `learning_rate=(low, high)` the centre is `sqrt(low * high)`,
-    `scale_lr`-ed from `base_batch_size` to the trial's batch size by
-    `scaling_rule`.
-    `parametrization="independent"` searches `learning_rate` log-uniformly in a
-    fixed range, the plain search, for comparison.
+    With `learning_rate=(low, high)` the window is searched at
+    `base_batch_size` and moves with the batch size: a trial's LR is
+    `scale_lr(sqrt(low * high), base_batch_size, batch_size, scaling_rule) *
+    lr_multiplier`, with `lr_multiplier` in `(sqrt(low / high),
+    sqrt(high / low))`, so the LRs tried at `base_batch_size` span exactly
+    `[low, high]`, and at another batch size the window scaled by the rule
+    (with the linear rule, twice the batch, twice both ends).
+    `parametrization="independent"` searches `learning_rate` log-uniformly in
+    `[low, high]` at every batch size, the plain search, for comparison.
+
+    What KerasTuner hands back is what was trained. Each trial's
+    hyperparameters (`tuner.get_best_hyperparameters()`,
+    `trial.hyperparameters.values`) also hold, beside the searched values,
+    these derived ones, set when the trial trains: `learning_rate` (the LR it
+    trained at, after warm-up), `global_batch_size` (samples per optimizer
+    update: the batch given to `fit`, split over replicas, times the
+    optimizer's `gradient_accumulation_steps`), `warmup_steps` and, with a
+    warm-up, `warmup_initial_learning_rate` (where it started). `build(hp)`
+    sets the optimizer's learning rate from them, so `tuner.get_best_models()`
+    and `tuner.load_model(trial)` return the model with the learning rate (or
+    the schedule) its trial trained with, not the one compiled in
+    `build_model`. A trial without warm-up whose model was compiled with a
+    float LR trains at a constant rate: its optimizer's `learning_rate` is
+    `hp["learning_rate"]`. Otherwise the optimizer holds a
+    `kbatch.scaling.LinearWarmup` with the trial's warm-up, its
+    `learning_rate` the trial's LR.
+
+    A learning-rate schedule compiled into your model is kept: the trial
+    follows its shape, rescaled to start at the trial's LR (`after` of
+    `kbatch.BatchScaledSchedule`: `lr * schedule(t) / schedule(0)`, with `t`
+    counted from the end of the warm-up). Its own initial value is replaced,
+    as a float LR is; it must start above 0.
+
+    Do not declare a `learning_rate` hyperparameter in `build_model`: the
+    hypermodel searches the LR itself, and a second one would be sampled and
+    recorded but not trained with. `build` refuses it
+    (`keras_tuner.errors.FatalValueError`, raised when the tuner is created,
+    before any trial trains); pass its range as `learning_rate=(low, high)`
+    instead (with `parametrization="independent"` for a plain LR search).
 
     Every trial reports, beside its metrics: `train_seconds`,
     `samples_per_second`, `updates` (optimizer steps), `batch_size` and
@@ -126,19 +173,24 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     multiples of 8, and a warning says if the model's output is not float32.
 
     Args:
-        build_model: Function `hp -> compiled keras.Model`.
+        build_model: Function `hp -> compiled keras.Model`. Must not declare
+            a `learning_rate` hyperparameter (see above).
         batch_sizes: Batch sizes to choose from. Defaults to 16 ... 512.
         learning_rate: `"auto"` (measured per batch size) or `(low, high)`: for
-            `"scaled"`, the window at `base_batch_size`; for `"independent"`,
-            the search range.
+            `"scaled"`, the window searched at `base_batch_size` (scaled to
+            the other batch sizes by `scaling_rule`); for `"independent"`,
+            the search range at every batch size. Defaults to `"auto"`.
         base_batch_size: Integer. Batch size of the base LR. Defaults to the
             middle of `batch_sizes` (shortest extrapolation).
         scaling_rule: `"auto"` (`kbatch.default_rule` of the optimizer) or any
             rule of `kbatch.scale_lr`; used with `learning_rate=(low, high)`
             (with `"auto"` the LR of every batch size is measured).
         parametrization: `"scaled"` or `"independent"`.
-        multiplier_range: `(low, high)` of the LR multiplier. Defaults to
-            `(0.25, 4.0)`.
+        multiplier_range: `(low, high)` of the LR multiplier, containing 1.
+            Defaults to `(0.25, 4.0)` with `learning_rate="auto"`; with a
+            window `learning_rate=(low, high)` and `"scaled"`, it is
+            `(sqrt(low / high), sqrt(high / low))` (the window at
+            `base_batch_size`), and passing it too is an error.
         lr_steps: Optional integer: the multiplier (or LR) takes this many
             values on a log grid instead of a continuous range (for
             `GridSearch`).
@@ -168,9 +220,11 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         objective="val_accuracy", max_trials=8, directory="search")
     tuner.search(x, y, validation_data=(x_val, y_val))
     summary = kbatch.tuner.summarize(tuner)  # .text(), .plot(path)
+    best = tuner.get_best_hyperparameters()[0]
+    best["batch_size"], best["learning_rate"]  # what the best trial trained at
     ```
 
-    A tiny search that runs in seconds (a fixed LR range, so no range test):
+    A tiny search that runs in seconds (a fixed LR window, so no range test):
 
     >>> import keras, keras_tuner, numpy as np, tempfile
     >>> rng = np.random.default_rng(0)
@@ -183,7 +237,10 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     ...                   metrics=["accuracy"])
     ...     return model
     >>> hypermodel = BatchLRHyperModel(build_model, batch_sizes=(16, 64),
-    ...                                learning_rate=(0.01, 0.1), epochs=1)
+    ...                                learning_rate=(0.01, 0.1), epochs=1,
+    ...                                warmup=0)
+    >>> hypermodel.base_batch_size, hypermodel.multiplier_range  # sqrt(10)
+    (64, (0.31622776601683794, 3.1622776601683795))
     >>> tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
     ...                                  max_trials=2, seed=0,
     ...                                  directory=tempfile.mkdtemp())
@@ -192,7 +249,14 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     >>> rows = summarize(tuner).rows
     >>> [row["status"] for row in rows]
     ['COMPLETED', 'COMPLETED']
-    >>> all(0.01 <= row["learning_rate"] <= 0.1 for row in rows)
+    >>> # the window at batch 64, scaled linearly (SGD) to the trial's batch
+    >>> all(0.01 <= row["learning_rate"] * 64 / row["batch_size"] <= 0.1
+    ...     for row in rows)
+    True
+    >>> best = tuner.get_best_hyperparameters()[0]
+    >>> model = tuner.get_best_models()[0]
+    >>> bool(np.isclose(float(model.optimizer.learning_rate),
+    ...                 best["learning_rate"]))
     True
     """
 
@@ -205,7 +269,7 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         base_batch_size: int | None = None,
         scaling_rule="auto",
         parametrization: str = "scaled",
-        multiplier_range=(0.25, 4.0),
+        multiplier_range=None,
         lr_steps: int | None = None,
         mixed_precision="auto",
         epochs: int = 10,
@@ -235,12 +299,7 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         if scaling_rule != "auto":
             scaling_rules.scaling_factor(1, 1, scaling_rule)  # validates
         self.scaling_rule = scaling_rule
-        low, high = self._check_range("multiplier_range", multiplier_range)
-        if not low <= 1.0 <= high:
-            raise ValueError(
-                "Argument `multiplier_range` must contain 1 (the scaled LR itself). "
-                f"Received: multiplier_range={multiplier_range!r}")
-        self.multiplier_range = (low, high)
+        self.multiplier_range = self._multiplier_range(multiplier_range)
         self.lr_steps = check_int("lr_steps", lr_steps, minimum=2, allow_none=True)
         self.epochs = check_int("epochs", epochs, minimum=1)
         if warmup != "auto":
@@ -284,6 +343,29 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
                 f"Argument `{name}` must have low < high. Received: {name}={value!r}")
         return low, high
 
+    def _multiplier_range(self, multiplier_range):
+        window = (self.learning_rate if self.parametrization == "scaled"
+                  and self.learning_rate != "auto" else None)
+        if multiplier_range is None:
+            if window is None:
+                return DEFAULT_MULTIPLIER_RANGE
+            # the multipliers that take the window's centre to its ends
+            low, high = window
+            return (math.sqrt(low / high), math.sqrt(high / low))
+        if window is not None:
+            raise ValueError(
+                "Pass `learning_rate=(low, high)` or `multiplier_range`, not both: "
+                "with parametrization='scaled' the window is searched at "
+                "`base_batch_size`, which sets the multiplier range "
+                f"(sqrt(low / high), sqrt(high / low)). Received: "
+                f"learning_rate={window!r}, multiplier_range={multiplier_range!r}")
+        low, high = self._check_range("multiplier_range", multiplier_range)
+        if not low <= 1.0 <= high:
+            raise ValueError(
+                "Argument `multiplier_range` must contain 1 (the scaled LR itself). "
+                f"Received: multiplier_range={multiplier_range!r}")
+        return (low, high)
+
     def _check_learning_rate(self, learning_rate):
         if learning_rate == "auto":
             return "auto"
@@ -314,14 +396,16 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         low, high = self.multiplier_range
         if self.parametrization == "scaled":
             self._float(hp, "lr_multiplier", low, high)
-        else:
-            if self.learning_rate == "auto":
-                raise keras_tuner.errors.FatalValueError(
-                    "parametrization='independent' needs an explicit "
-                    "learning_rate=(low, high) range.")
-            self._float(hp, "learning_rate", *self.learning_rate)
+        elif self.learning_rate == "auto":
+            raise keras_tuner.errors.FatalValueError(
+                "parametrization='independent' needs an explicit "
+                "learning_rate=(low, high) range.")
         with dtype_policy(self.policy):
             model = self.build_model(hp)
+        self._refuse_learning_rate_hp(hp)
+        if self.parametrization == "independent":
+            # declared after build_model, so that one declared there shows
+            self._float(hp, "learning_rate", *self.learning_rate)
         if not isinstance(model, keras.Model):
             raise keras_tuner.errors.FatalTypeError(
                 "`build_model(hp)` must return a compiled keras.Model. Received: "
@@ -333,7 +417,32 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
                 "hypermodel sets the optimizer's learning rate and the batch size.")
         if self.policy is not None:
             precision.check_model(model)
+        learning_rate = self._built_learning_rate(hp, model)
+        if learning_rate is not None:
+            _set_learning_rate(model, learning_rate)
         return model
+
+    def _refuse_learning_rate_hp(self, hp):
+        """A `learning_rate` hyperparameter declared by `build_model` would be
+        sampled and recorded, but the trial trains at the hypermodel's LR."""
+        ours = None
+        if self.parametrization == "independent":
+            probe = keras_tuner.HyperParameters()
+            self._float(probe, "learning_rate", *self.learning_rate)
+            ours = probe.space[0].get_config()
+        for declared in hp.space:
+            if declared.name == "learning_rate" and declared.get_config() != ours:
+                raise keras_tuner.errors.FatalValueError(
+                    "`build_model(hp)` declares a hyperparameter named "
+                    f"'learning_rate' ({type(declared).__name__} "
+                    f"{declared.get_config()}), but BatchLRHyperModel searches "
+                    "the learning rate itself and sets it on the optimizer: yours "
+                    "would be sampled and recorded but not trained with. Remove "
+                    "it from build_model and pass its range as "
+                    "BatchLRHyperModel(learning_rate=(low, high)) (with "
+                    "parametrization='independent' to search the LR directly). "
+                    "Each trial records the LR it trained at as "
+                    "hp['learning_rate'].")
 
     def _avoid_out_of_memory(self, hp):
         """Replace a batch size known to run out of memory by the largest below."""
@@ -364,7 +473,10 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         schedule = self.trial_schedule(
             hp, model, x, y, kwargs,
             warmup_steps=self._warmup_steps(x, batch_size, epochs, initial_epoch))
-        self._set_learning_rate(model, schedule)
+        self._record(hp, schedule)
+        _set_learning_rate(model, _optimizer_learning_rate(
+            schedule.learning_rate, schedule.base_learning_rate,
+            schedule.warmup_steps, schedule.after))
         recorder = TrialRecorder(batch_size, schedule.learning_rate, self.target)
         kwargs["callbacks"] = [recorder, *(kwargs.get("callbacks") or [])]
         try:
@@ -381,6 +493,20 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             if len(history.history.get(key, [])) != len(values):
                 history.history[key] = values
         return history
+
+    def _record(self, hp, schedule):
+        """Write what the trial trains with into its hyperparameters (see
+        `RECORDED`): KerasTuner keeps them with the trial, and `build` sets
+        the optimizer's learning rate from them."""
+        if self.parametrization == "scaled":  # else it is the searched value
+            hp.values["learning_rate"] = float(schedule.learning_rate)
+        hp.values["global_batch_size"] = int(schedule.batch_size)
+        hp.values["warmup_steps"] = int(schedule.warmup_steps)
+        if schedule.warmup_steps:
+            hp.values["warmup_initial_learning_rate"] = float(
+                schedule.base_learning_rate)
+        else:
+            hp.values.pop("warmup_initial_learning_rate", None)
 
     def _prepare_data(self, model, batch_size, args, kwargs):
         args = list(args)
@@ -425,12 +551,15 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
         """The trial's learning rate as a `BatchScaledSchedule`: the base LR
         scaled to the trial's batch size, capped below the edge of stability,
         times `lr_multiplier`, warmed up from the base LR over `warmup_steps`
-        (only when the trial's LR is above the base LR)."""
+        (only when the trial's LR is above the base LR), then following the
+        shape of the schedule `build_model` compiled, if any."""
+        after = _compiled_schedule(model)
         batch, _ = global_batch_size(model, batch_size=hp.get("batch_size"))
         if self.parametrization == "independent":
             return BatchScaledSchedule(float(hp.get("learning_rate")), batch, batch,
-                                       rule="none")
+                                       rule="none", after=after)
         base_batch, _ = global_batch_size(model, batch_size=self.base_batch_size)
+        multiplier = float(hp.get("lr_multiplier"))
         if self.learning_rate == "auto":
             split = (fit_kwargs or {}).get("validation_split")
             if split and self.anchors is None:
@@ -438,29 +567,52 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             self._ensure_anchors(hp, x, y)
             base_lr = self.anchors["base_lr"]
             measured = self.anchors.get("measured")
-            if measured:
-                # centred on the LR measured for this batch size and budget
-                at_batch = lr_probes.interpolate(measured["batch_sizes"],
-                                                 measured["learning_rates"], batch)
-                schedule = BatchScaledSchedule(
-                    base_lr, base_batch, batch, rule="none",
-                    multiplier=at_batch / base_lr * float(hp.get("lr_multiplier")))
-                if warmup_steps and schedule.learning_rate > base_lr:
-                    schedule = BatchScaledSchedule.from_config(
-                        {**schedule.get_config(), "warmup_steps": warmup_steps})
-                return schedule
         else:
             low, high = self.learning_rate
-            base_lr = math.sqrt(low * high)
-        cap = self.stability_cap(batch)
-        schedule = BatchScaledSchedule(
-            base_lr, base_batch, batch, rule=self.rule_for(model),
-            max_learning_rate=None if cap is None else cap / self.multiplier_range[1],
-            multiplier=float(hp.get("lr_multiplier")))
+            base_lr, measured = math.sqrt(low * high), None
+        if measured:
+            # centred on the LR measured for this batch size and budget
+            at_batch = lr_probes.interpolate(measured["batch_sizes"],
+                                             measured["learning_rates"], batch)
+            arguments = {"rule": "none", "multiplier": at_batch / base_lr * multiplier}
+        else:
+            cap = self.stability_cap(batch)
+            arguments = {
+                "rule": self.rule_for(model), "multiplier": multiplier,
+                "max_learning_rate": (None if cap is None
+                                      else cap / self.multiplier_range[1])}
+        schedule = BatchScaledSchedule(base_lr, base_batch, batch, after=after,
+                                       **arguments)
         if warmup_steps and schedule.learning_rate > base_lr:
-            schedule = BatchScaledSchedule.from_config(
-                {**schedule.get_config(), "warmup_steps": warmup_steps})
+            schedule = BatchScaledSchedule(base_lr, base_batch, batch, after=after,
+                                           warmup_steps=warmup_steps, **arguments)
         return schedule
+
+    def _built_learning_rate(self, hp, model):
+        """What `build` sets on the optimizer, from the trial's hyperparameters:
+        the LR `fit` trains with (after `fit`, with its warm-up), or `None`
+        before the range tests of `learning_rate="auto"` have run."""
+        values = hp.values
+        after = _compiled_schedule(model)  # validated here, before any trial
+        if (self.parametrization == "independent" or self.learning_rate != "auto"
+                or self.anchors is not None):
+            schedule = self.trial_schedule(hp, model)
+            learning_rate = schedule.learning_rate
+            start = schedule.base_learning_rate
+            # the warm-up `fit` recorded for these values (after a GridSearch or
+            # PatternSearch proposal copied another trial's values, the LR
+            # differs and there is none yet)
+            warmup = (_int(values.get("warmup_steps"))
+                      if values.get("learning_rate") == learning_rate else 0)
+        elif "learning_rate" in values:
+            # a trained trial, rebuilt where the range tests are not loaded
+            # (`get_best_models()` in a new process): its recorded values
+            learning_rate = float(values["learning_rate"])
+            start = values.get("warmup_initial_learning_rate")
+            warmup = _int(values.get("warmup_steps")) if start else 0
+        else:
+            return None
+        return _optimizer_learning_rate(learning_rate, start, warmup, after)
 
     def stability_cap(self, batch_size):
         """The measured divergence LR at a batch size (log-log interpolated)."""
@@ -509,7 +661,8 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             "edges": {},
             "measured": {"batch_sizes": measured.batch_sizes,
                          "learning_rates": measured.learning_rates,
-                         "epochs": self.epochs},
+                         "epochs": self.epochs,
+                         "samples_trained": measured.metadata["samples_trained"]},
         }
         self._save_state()
 
@@ -522,14 +675,6 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             steps = _steps_per_epoch(x, batch_size)
             return max(1, round(0.05 * steps * epochs)) if steps else 0
         return self.warmup
-
-    def _set_learning_rate(self, model, schedule):
-        base = _optimizer.base_optimizer(model.optimizer)
-        if (not schedule.warmup_steps
-                and _optimizer.is_variable(_optimizer.learning_rate_object(base))):
-            base.learning_rate = schedule.learning_rate
-        else:
-            base.learning_rate = schedule
 
     # ------------------------------------------------------- cached state
     def _load_state(self, callbacks):
@@ -546,6 +691,63 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     def _save_state(self):
         if self._cache_path is not None:
             search_state.save_state(self._cache_path, self.anchors, self.smallest_oom)
+
+
+def _int(value) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _compiled_schedule(model):
+    """The learning-rate schedule `build_model` compiled into the model, or
+    `None` for a float learning rate."""
+    current = _optimizer.learning_rate_object(model.optimizer)
+    if current is None or _optimizer.is_variable(current):
+        return None
+    if isinstance(current, LinearWarmup) and current.name == TRIAL_SCHEDULE_NAME:
+        return current.after  # set by the hypermodel: the compiled one is inside
+    if not isinstance(current, _Schedule):
+        raise keras_tuner.errors.FatalValueError(
+            "The optimizer returned by `build_model(hp)` has a learning rate that "
+            f"is a callable ({current!r}), which BatchLRHyperModel cannot rescale "
+            "to each trial's LR. Compile it with a float or a "
+            "keras.optimizers.schedules.LearningRateSchedule.")
+    start = float(keras.ops.convert_to_numpy(current(0)))
+    if not start > 0:
+        raise keras_tuner.errors.FatalValueError(
+            "The learning-rate schedule compiled in `build_model(hp)` "
+            f"({type(current).__name__}) starts at {start:g}; BatchLRHyperModel "
+            "follows its shape rescaled to start at each trial's LR, so it must "
+            "start above 0. Leave out its warm-up: BatchLRHyperModel(warmup=...) "
+            "warms up each trial.")
+    return current
+
+
+def _optimizer_learning_rate(learning_rate, start, warmup_steps, after):
+    """What a trial's optimizer holds: a float for a constant LR, else a
+    `LinearWarmup` (named `TRIAL_SCHEDULE_NAME`) from `start` to
+    `learning_rate` over `warmup_steps`, then the shape of `after`."""
+    learning_rate = float(learning_rate)
+    if not warmup_steps and after is None:
+        return learning_rate
+    return LinearWarmup(float(start) if warmup_steps else learning_rate,
+                        learning_rate, int(warmup_steps), after=after,
+                        name=TRIAL_SCHEDULE_NAME)
+
+
+def _set_learning_rate(model, learning_rate):
+    """Set a float or a schedule as the optimizer's learning rate.
+
+    Keras refuses a float once the optimizer holds a schedule (a Hyperband
+    round after a warmed-up one): a constant schedule takes its place."""
+    base = _optimizer.base_optimizer(model.optimizer)
+    if (not isinstance(learning_rate, _Schedule)
+            and not _optimizer.is_variable(_optimizer.learning_rate_object(base))):
+        learning_rate = LinearWarmup(learning_rate, learning_rate, 0,
+                                     name=TRIAL_SCHEDULE_NAME)
+    base.learning_rate = learning_rate
 
 
 def _training_part(x, y, validation_split):

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _LR_NAMES = ("lr_multiplier", "learning_rate")
+_RANDOM_DRAWS = 20  # untried random points sought before the search stops
 _COMPLETED = keras_tuner.engine.trial.TrialStatus.COMPLETED
 _FAILED = keras_tuner.engine.trial.TrialStatus.FAILED
 _RUNNING = keras_tuner.engine.trial.TrialStatus.RUNNING
@@ -143,18 +144,31 @@ class PatternSearchOracle(keras_tuner.Oracle):
         return (values.get("batch_size"),
                 None if lr is None else round(math.log(lr), 6) if lr > 0 else lr)
 
+    def _searched(self, values):
+        """The values of the search space's own hyperparameters, without what
+        a hypermodel records beside them (`BatchLRHyperModel` writes the LR a
+        trial trained at into its values), so that a point is "tried" by what
+        was searched."""
+        names = {hp.name for hp in self.hyperparameters.space}
+        return tuple(sorted((k, repr(v)) for k, v in values.items() if k in names))
+
     # ------------------------------------------------------------- proposals
     def populate_space(self, trial_id):
         batch_hp, lr_hp = self._axes()
-        tried = {self._key(t.hyperparameters.values, lr_hp)
-                 for t in self.trials.values()}
+        trials = list(self.trials.values())
+        tried = {self._key(t.hyperparameters.values, lr_hp) for t in trials}
+        tried_values = {self._searched(t.hyperparameters.values) for t in trials}
         for values in self._candidates(batch_hp, lr_hp):
-            if self._key(values, lr_hp) not in tried and not self._duplicate(values):
+            if (self._key(values, lr_hp) not in tried
+                    and self._searched(values) not in tried_values):
                 return {"status": _RUNNING, "values": values}
-        values = self._random_values()
-        if values is None:
-            return {"status": _STOPPED, "values": None}
-        return {"status": _RUNNING, "values": values}
+        for _ in range(_RANDOM_DRAWS):
+            values = self._random_values()
+            if values is None:
+                break
+            if self._searched(values) not in tried_values:
+                return {"status": _RUNNING, "values": values}
+        return {"status": _STOPPED, "values": None}  # the space is exhausted
 
     def _candidates(self, batch_hp, lr_hp):
         sizes = sorted(batch_hp.values) if batch_hp is not None else [None]
@@ -188,7 +202,9 @@ class PatternSearchOracle(keras_tuner.Oracle):
         best = [t for t in self.get_best_trials(1) if t.status == _COMPLETED]
         if not best:
             return
-        base = dict(best[0].hyperparameters.values)
+        names = {hp.name for hp in self.hyperparameters.space}
+        base = {k: v for k, v in best[0].hyperparameters.values.items()
+                if k in names}  # not what the best trial recorded beside them
         batch = base.get("batch_size")
         lr = base.get(lr_hp.name) if lr_hp is not None else None
         neighbours = []

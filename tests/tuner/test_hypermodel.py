@@ -446,9 +446,14 @@ def test_search_killed_mid_trial_resumes_without_losing_or_repeating_work(tmp_pa
     for i, old in done.items():  # finished trials kept as they were
         assert trials[i]["score"] == old["score"]
         assert trials[i]["values"] == old["hyperparameters"]["values"]
-    # the interrupted trial was run again with its own hyperparameters
+    # the interrupted trial was run again with its own hyperparameters (and
+    # recorded the LR it trained at, which it had not when it was killed)
     interrupted = trials[running[0]]
     assert interrupted["status"] == "COMPLETED"
-    assert interrupted["values"] == on_disk[running[0]]["hyperparameters"]["values"]
+    searched = {k: v for k, v in interrupted["values"].items()
+                if k not in ktuner.RECORDED}
+    assert searched == on_disk[running[0]]["hyperparameters"]["values"]
+    assert set(interrupted["values"]) - set(searched) >= {"learning_rate",
+                                                          "warmup_steps"}
     assert all(t["status"] == "COMPLETED" for t in report["trials"])
     assert (tmp_path / "p" / ktuner.CACHE_FILE).read_bytes() == state

@@ -208,3 +208,31 @@ def test_on_the_hypermodel_with_digits(tmp_path):
     # the first poll doubles the best sweep trial's LR at its batch size
     assert rows[3]["batch_size"] == best["batch_size"]
     assert rows[3]["learning_rate"] == pytest.approx(2 * best["learning_rate"])
+
+
+class _Recording(_Synthetic):
+    """Writes beside the searched values what the trial trained with, as
+    `BatchLRHyperModel.fit` does (`kbatch.tuner.RECORDED`)."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        values["learning_rate"] = 0.01 * values["batch_size"] * values["lr_multiplier"]
+        values["warmup_steps"] = 0
+        return super().run_trial(trial, *args, **kwargs)
+
+
+def test_values_recorded_beside_the_searched_ones_do_not_make_tried_points_new(
+        tmp_path):
+    space = keras_tuner.HyperParameters()
+    space.Choice("batch_size", [16, 32])
+    space.Float("lr_multiplier", 0.5, 2.0, sampling="log", step=4.0)  # 0.5, 2
+    tuner = _Recording(32, 2.0, max_trials=8, hyperparameters=space,
+                       directory=str(tmp_path), project_name="r")
+    tuner.search(verbose=0)
+    pairs = [(b, round(m, 6)) for b, m, _ in _sequence(tuner)]
+    assert sorted(pairs) == [(16, 0.5), (16, 2.0), (32, 0.5), (32, 2.0)]
+    # the polls start from the best trial's searched values only
+    for trial in tuner.oracle.trials.values():
+        assert trial.hyperparameters.values["learning_rate"] == pytest.approx(
+            0.01 * trial.hyperparameters.values["batch_size"]
+            * trial.hyperparameters.values["lr_multiplier"])
