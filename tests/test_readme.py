@@ -69,3 +69,23 @@ def test_lr_per_batch_size_quickstart():
               callbacks=[scale], verbose=0)
     lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     assert lr == pytest.approx(best.predict(256), rel=1e-5)
+
+
+def test_advice_quickstart_on_a_schedule_compiled_model():
+    code = _snippet("Which batch size?")
+    assert "advice.apply(model)" in code
+
+    def build_model():
+        model = keras.Sequential([keras.Input((8,)),
+                                  keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(
+            0.01, decay_steps=500)), "sparse_categorical_crossentropy")
+        return model
+
+    space = _namespace()
+    space.update(build_model=build_model, kbatch=__import__("kbatch"))
+    exec(code.replace("epochs=30", "epochs=1"), space)
+    model, advice = space["model"], space["advice"]
+    schedule = learning_rate_object(model.optimizer)
+    assert float(schedule(0)) == pytest.approx(advice.learning_rate, rel=1e-5)
