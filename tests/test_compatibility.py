@@ -147,6 +147,17 @@ KINDS = {
 }
 
 
+# On every `make test`: the kinds whose handling differs inside kbatch; the
+# rest of the matrix runs with the slow tests.
+FAST = ("functional", "train_step_batch_loss", "train_step_tracker",
+        "compute_loss_no_training", "multi_output", "sample_weight")
+
+
+def _kinds(fast=FAST):
+    return [kind if kind in fast else pytest.param(kind, marks=pytest.mark.slow)
+            for kind in sorted(KINDS)]
+
+
 def _inputs(kind, x, y):
     """`(x, y, extra fit/find_lr kwargs)` for a kind of model."""
     if kind == "multi_input":
@@ -167,7 +178,7 @@ def _build(kind, x):
     return model
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", _kinds())
 def test_find_lr_records_true_batch_losses_and_restores(kind):
     x0, y0 = _data()
     x, y, extra = _inputs(kind, x0, y0)
@@ -195,7 +206,7 @@ def test_find_lr_records_true_batch_losses_and_restores(kind):
                                    rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", _kinds(("train_step_batch_loss", "multi_output")))
 def test_range_test_callback_in_fit(kind):
     x0, y0 = _data()
     x, y, extra = _inputs(kind, x0, y0)
@@ -218,7 +229,7 @@ def test_range_test_callback_in_fit(kind):
     assert_same_state(before, model_state(model))
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", _kinds(("subclassed", "multi_input")))
 def test_scale_learning_rate_in_fit(kind):
     x0, y0 = _data()
     x, y, extra = _inputs(kind, x0, y0)
@@ -232,7 +243,7 @@ def test_scale_learning_rate_in_fit(kind):
     assert lr == pytest.approx(0.04)
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", _kinds(("train_step_tracker", "sample_weight")))
 def test_measure_noise_scale(kind):
     x0, y0 = _data()
     x, y, extra = _inputs(kind, x0, y0)
@@ -254,8 +265,11 @@ def _tuner_build(kind):
     return build
 
 
-@pytest.mark.parametrize("kind", ["sequential", "subclassed", "train_step_batch_loss",
-                                  "multi_input", "multi_output", "sample_weight"])
+@pytest.mark.parametrize("kind", [
+    "train_step_batch_loss",
+    *(pytest.param(k, marks=pytest.mark.slow) for k in (
+        "sequential", "subclassed", "multi_input", "multi_output", "sample_weight")),
+])
 def test_batch_lr_hypermodel_search(kind, tmp_path):
     import keras_tuner as kt
 
