@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from benchmarks import bench_advisor_budget
 from benchmarks import bench_demo
 from benchmarks import bench_lr_batch
 from benchmarks import bench_lr_finder_cost
@@ -29,6 +30,7 @@ BENCHMARKS = {
     # the grid is committed (benchmarks/data/lr_batch_grid.json); `grid`
     # recomputes it (hours)
     "lr_batch": lambda argv: bench_lr_batch.main(["score"]),
+    "advisor_budget": bench_advisor_budget.main,
     "tuner": bench_tuner.main,
     "tuner_landscape": bench_tuner_landscape.main,
 }

@@ -23,6 +23,7 @@ TITLES = {
     "lr_finder_cost": "Cost of the range test (time per step vs plain training)",
     "lr_quality": "Quality of the suggested LR",
     "lr_batch": "The LR at every batch size, against a fine grid",
+    "advisor_budget": "The advisor with a budget, against the grid's best cell",
     "noise_scale": "Gradient noise scale: overhead and the measured B_simple",
     "tuner": "Batch size and LR searched together (KerasTuner)",
     "tuner_landscape": "Searches replayed on the measured batch x LR landscape",
