@@ -295,6 +295,7 @@ def test_quiet_and_verbose_set_what_is_shown(flag, position, monkeypatch, capsys
     assert logger.handlers == handlers and logger.level == level
 
 
+@pytest.mark.slow
 def test_quiet_real_run_prints_only_the_results(tmp_path):
     run = kbatch_command("-q", "find-lr", "--dataset", "digits", "--num-steps", "12",
                          "--batch-size", "64", "--out", "out", cwd=tmp_path)

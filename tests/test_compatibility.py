@@ -348,6 +348,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fresh process with two logical devices: ~40 s
 def test_mirrored_strategy_inside_and_outside_its_scope():
     proc = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True,
                           text=True, timeout=600)

@@ -71,6 +71,7 @@ def test_lr_per_batch_size_quickstart():
     assert lr == pytest.approx(best.predict(256), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_advice_quickstart_on_a_schedule_compiled_model():
     code = _snippet("Which batch size?")
     assert "advice.apply(model)" in code
