@@ -114,9 +114,13 @@ def _search(name, data, build, epochs, lr_range, parametrization, trials, seed,
         shutil.rmtree(directory, ignore_errors=True)
     n = len(data.x_train)
     samples = trials * epochs * n
-    if parametrization == "scaled" and hypermodel.anchors:
+    anchors = hypermodel.anchors or {}
+    if parametrization == "scaled" and anchors.get("measured"):
+        # learning_rate="auto": the probes of lr_for_batch_sizes
+        samples += anchors["measured"]["samples_trained"]
+    elif parametrization == "scaled" and anchors:
         # three range tests of 100 steps, one at each anchor batch size
-        samples += 100 * sum(hypermodel.anchors["edges"].keys())
+        samples += 100 * sum(anchors["edges"].keys())
     return {"batch_size": best["batch_size"], "learning_rate": best["learning_rate"],
             "val_accuracy": best["objective"], "samples": samples,
             "seconds": seconds}
