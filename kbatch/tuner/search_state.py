@@ -91,6 +91,9 @@ def load_state(path, base_batch_size):
                     raise ValueError("bad measured relation")
                 anchors["measured"] = {"batch_sizes": sizes, "learning_rates": lrs,
                                        "epochs": int(measured["epochs"])}
+                if "samples_trained" in measured:  # what the measurement cost
+                    anchors["measured"]["samples_trained"] = int(
+                        measured["samples_trained"])
         if data.get("smallest_oom") is not None:
             smallest_oom = int(data["smallest_oom"])
     except (AttributeError, KeyError, TypeError, ValueError) as error:
