@@ -165,8 +165,9 @@ class LRRangeTest(keras.callbacks.Callback):
         self._seg_count = 0.0
         self._prev_mean = 0.0
         self._prev_count = 0.0
-        self._tracker_count = 0.0
-        self._batch_losses = False
+        # None until the first step of the fit shows which kind of loss the
+        # logs carry (see `_logs_hold_running_mean`)
+        self._batch_losses = None
         self._scale = None
         self._current_lr = None
         self.stop_reason = None
@@ -219,7 +220,6 @@ class LRRangeTest(keras.callbacks.Callback):
         # Keras resets its running mean of the loss at every epoch.
         self._prev_mean = 0.0
         self._prev_count = 0.0
-        self._tracker_count = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._lrs:  # the epoch's last point, for CSVLogger
@@ -251,7 +251,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._in_group = 0
         seg_total, seg_count = self._seg_total, self._seg_count
         if (self.batch_size is None and self._counts_samples() and seg_count > 0
-                and not self._batch_losses):
+                and self._batch_losses is False):
             self.batch_size = round(seg_count / (self._group * self._spe))
         self._seg_total = self._seg_count = 0.0
         if self._step_was_skipped():
@@ -278,9 +278,10 @@ class LRRangeTest(keras.callbacks.Callback):
                 "model with a loss, or make a custom `train_step` return 'loss'."
             )
         mean = float(logs["loss"])
-        if not self._logs_hold_running_mean(mean):
+        if self._batch_losses is None:  # the same train_step all along
+            self._batch_losses = not self._logs_hold_running_mean(mean)
+        if self._batch_losses:
             # A custom `train_step` that returns the batch's own loss.
-            self._batch_losses = True
             self._seg_total += mean
             self._seg_count += 1.0
             return
@@ -305,13 +306,11 @@ class LRRangeTest(keras.callbacks.Callback):
         result of a `Mean` metric named "loss", which adds every step to its
         count. A custom `train_step` that returns the batch's own loss leaves
         that count alone (or has no such metric): its value is used as it is.
+        Read once, after the first step of the fit (Keras resets the tracker
+        at the start of every epoch, so its count is 0 unless the step moved
+        it).
         """
-        if self._tracker is None:
-            return False
-        count = _read(self._tracker.count)
-        advanced = count != self._tracker_count
-        self._tracker_count = count
-        if not advanced:
+        if self._tracker is None or _read(self._tracker.count) == 0:
             return False
         tracked = float(keras.ops.convert_to_numpy(self._tracker.result()))
         return math.isclose(tracked, value, rel_tol=1e-5, abs_tol=1e-6) or not (
