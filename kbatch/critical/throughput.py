@@ -168,6 +168,10 @@ def measure_throughput(
     n = _data.num_samples(x, "x")
 
     ensure_built(model, (keras.tree.map_structure(lambda a: a[:1], x),))
+    # whole executions: Keras runs `steps_per_execution` steps per call
+    spe = int(getattr(model, "steps_per_execution", 1) or 1)
+    warm = -(-warmup_steps // spe) * spe
+    timed = -(-num_steps // spe) * spe
     state = TrainingState.capture(model)
     speeds, oom = [], []
     try:
@@ -175,10 +179,7 @@ def measure_throughput(
             if oom:
                 speeds.append(math.nan)
                 continue
-            # whole executions: Keras runs `steps_per_execution` steps per call
-            spe = int(getattr(model, "steps_per_execution", 1) or 1)
-            warm = -(-warmup_steps // spe) * spe
-            total = size * (warm + -(-num_steps // spe) * spe)
+            total = size * (warm + timed)
             idx = np.arange(total) % n
             xb = keras.tree.map_structure(lambda a, idx=idx: a[idx], x)
             yb = None if y is None else keras.tree.map_structure(

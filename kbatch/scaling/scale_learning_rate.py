@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 
 import keras
 import numpy as np
 
+from kbatch._internal import backend as _backend
 from kbatch._internal import optimizer as _optimizer
 from kbatch._internal import report
 from kbatch._internal.validate import check_int
@@ -272,7 +272,7 @@ class ScaleLearningRate(keras.callbacks.Callback):
         self._reset_rate()
         self._steps_per_execution = int(
             getattr(model, "steps_per_execution", 1) or 1)
-        with _strategy_scope(model):
+        with _backend.model_scope(model):
             variable = _optimizer.settable_learning_rate(
                 model.optimizer, self.schedule.base_learning_rate)
         model.make_train_function(force=True)
@@ -458,13 +458,6 @@ class _ScheduleValues:
             return self._single(step)
         self._first, self._values = step, values
         return float(values[0])
-
-
-def _strategy_scope(model):
-    strategy = getattr(model, "distribute_strategy", None)
-    if strategy is not None and hasattr(strategy, "scope"):
-        return strategy.scope()
-    return contextlib.nullcontext()
 
 
 def _scaled(schedule, factor):

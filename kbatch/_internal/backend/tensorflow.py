@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -102,8 +104,6 @@ def device_facts():
 def model_scope(model):
     """The scope of the `tf.distribute` strategy `model` was compiled under,
     unless the caller is already inside a strategy scope (then nothing)."""
-    import contextlib
-
     strategy = getattr(model, "distribute_strategy", None)
     if strategy is None or tf.distribute.has_strategy():
         return contextlib.nullcontext()
