@@ -21,6 +21,22 @@ def _fresh_keras_state():
     keras.config.set_dtype_policy("float32")
 
 
+# The start of a script run in a fresh process with two logical CPUs and a
+# MirroredStrategy over them (logical devices must be set before TensorFlow
+# starts): `subprocess.run([sys.executable, "-c", TWO_CPU_STRATEGY + body])`.
+TWO_CPU_STRATEGY = """\
+import json, os, sys, warnings
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+import kbatch
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+"""
+
+
 def make_classifier(input_dim=8, num_classes=3, optimizer="adam", hidden=16,
                     dropout=0.0, **compile_kwargs):
     layers = [keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu")]

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TWO_CPU_STRATEGY
 from conftest import assert_same_state
 from conftest import model_state
 
@@ -44,7 +45,8 @@ def _body(inputs):
 class BatchLossStep(keras.Model):
     """A custom `train_step` returning the batch's own loss (no tracker)."""
 
-    def train_step(self, data):
+    def _update(self, data):
+        """One step of SGD on the batch; returns its loss."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
@@ -52,10 +54,13 @@ class BatchLossStep(keras.Model):
                                      sample_weight=sample_weight)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
-        return {"loss": loss}
+        return loss
+
+    def train_step(self, data):
+        return {"loss": self._update(data)}
 
 
-class TrackerStep(keras.Model):
+class TrackerStep(BatchLossStep):
     """Keras' guide: the custom `train_step` returns its own `Mean` tracker."""
 
     def __init__(self, *args, **kwargs):
@@ -67,13 +72,8 @@ class TrackerStep(keras.Model):
         return [self.loss_tracker]
 
     def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
-                                     sample_weight=sample_weight)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
+        loss = self._update(data)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
         return {"loss": self.loss_tracker.result()}
 
@@ -286,16 +286,7 @@ def test_batch_lr_hypermodel_search(kind, tmp_path):
     assert np.isfinite(trial.score)
 
 
-_MIRRORED = textwrap.dedent("""
-    import json, os, warnings
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras, numpy as np
-    import kbatch
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+_MIRRORED = TWO_CPU_STRATEGY + textwrap.dedent("""
     x = np.random.default_rng(0).normal(size=(512, 8)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("int32")
 

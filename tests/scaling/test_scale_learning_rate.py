@@ -8,6 +8,7 @@ import textwrap
 
 import keras
 import pytest
+from conftest import TWO_CPU_STRATEGY
 from conftest import classification_data
 from conftest import make_classifier
 
@@ -105,17 +106,8 @@ def test_bad_arguments(kwargs, error, pattern):
         kbatch.ScaleLearningRate(0.01, base_batch_size=16, **kwargs)
 
 
-_MIRRORED = textwrap.dedent("""
-    import json, os, warnings
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras, numpy as np
-    import kbatch
+_MIRRORED = TWO_CPU_STRATEGY + textwrap.dedent("""
     from kbatch._internal import optimizer as _optimizer
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("int32")
     out = {"replicas": strategy.num_replicas_in_sync}

@@ -10,6 +10,7 @@ import keras
 import keras_tuner
 import pytest
 import tensorflow as tf
+from conftest import TWO_CPU_STRATEGY
 from conftest import small_digits
 
 import kbatch
@@ -364,16 +365,9 @@ def test_corrupt_or_foreign_state_file_is_refused_and_left_alone(digits, tmp_pat
     assert not any(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
 
 
-_MIRRORED = textwrap.dedent("""
-    import json, os
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras, keras_tuner, numpy as np, sys
+_MIRRORED = TWO_CPU_STRATEGY + textwrap.dedent("""
+    import keras_tuner
     from kbatch.tuner import BatchLRHyperModel
-    import kbatch
     data = kbatch.datasets.load_digits()
     def build(hp):
         m = keras.Sequential([keras.Input((64,)),
@@ -383,7 +377,6 @@ _MIRRORED = textwrap.dedent("""
         return m
     hm = BatchLRHyperModel(build, batch_sizes=(32, 128), learning_rate=(0.01, 0.04),
                            base_batch_size=32, epochs=1, warmup=0)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     tuner = keras_tuner.RandomSearch(hm, objective="val_accuracy", max_trials=3,
                                      directory=sys.argv[1], overwrite=True,
                                      distribution_strategy=strategy, seed=2)
