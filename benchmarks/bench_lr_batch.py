@@ -107,6 +107,9 @@ def main(argv=None):
     parser.add_argument("command", choices=("grid", "score", "render"))
     parser.add_argument("--tasks", default=",".join(T.TASKS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", default="kbatch,range_test,range_test_old",
+                        help="methods to score; the others keep their earlier "
+                        "scores")
     args = parser.parse_args(argv)
     if args.command == "render":  # the markdown again, from the results JSON
         from benchmarks import lr_batch_score
@@ -126,7 +129,7 @@ def main(argv=None):
         return
     from benchmarks import lr_batch_score
 
-    lr_batch_score.main(tasks)
+    lr_batch_score.main(tasks, tuple(args.methods.split(",")))
 
 
 if __name__ == "__main__":

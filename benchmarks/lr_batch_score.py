@@ -47,7 +47,10 @@ def _new_range_test(model, x, y, batch_size, seed):
         return None
 
 
-def score_task(task, entry):
+def score_task(task, entry, methods=METHODS, previous=None):
+    """Score `methods` on a task; the others are copied from `previous` (the
+    task's earlier results), so a change to kbatch's measurement rescores
+    only kbatch."""
     import kbatch
 
     trainer = T.Trainer(task)
@@ -74,15 +77,16 @@ def score_task(task, entry):
         lrs = {"kbatch": {b: measured.predict(b) for b in sizes}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            lrs["range_test"] = {b: _new_range_test(trainer.fresh(seed, 1e-3),
-                                                    trainer.x, trainer.y, b, seed)
-                                 for b in sizes}
-            lrs["range_test_old"] = {b: _old_range_test(trainer.fresh(seed, 1e-3),
-                                                        trainer.x, trainer.y, b,
-                                                        seed)
-                                     for b in sizes}
+            if "range_test" in methods:
+                lrs["range_test"] = {
+                    b: _new_range_test(trainer.fresh(seed, 1e-3), trainer.x,
+                                       trainer.y, b, seed) for b in sizes}
+            if "range_test_old" in methods:
+                lrs["range_test_old"] = {
+                    b: _old_range_test(trainer.fresh(seed, 1e-3), trainer.x,
+                                       trainer.y, b, seed) for b in sizes}
         cache = {}
-        for method in METHODS:
+        for method in methods:
             for b in sizes:
                 lr = lrs[method][b]
                 key = (b, None if lr is None else round(lr, 12))
@@ -97,6 +101,11 @@ def score_task(task, entry):
               + " ".join(f"{b}:{lrs['kbatch'][b]:.3g}" for b in sizes)
               + f" ({seconds:.1f}s = {seconds / grid_seconds:.1%} of a grid seed)",
               file=sys.stderr, flush=True)
+    for method in METHODS:
+        if method not in methods:
+            if previous is None or method not in previous.get("methods", {}):
+                raise ValueError(f"{task}: no earlier {method} scores to keep")
+            out[method] = previous["methods"][method]
     summary = {}
     for method in METHODS:
         ratios = [r for v in out[method]["scores"].values() for r in v]
@@ -131,7 +140,7 @@ def _previous_results():
         return json.load(f).get("tasks", {})
 
 
-def main(tasks):
+def main(tasks, methods=METHODS):
     grid = load_grid()
     results = _previous_results()  # other tasks' scores are kept
     for task in tasks:
@@ -139,12 +148,14 @@ def main(tasks):
         if entry is None:
             print(f"{task}: no grid yet; run `grid` first", file=sys.stderr)
             continue
-        results[task] = score_task(task, entry)
-        print(json.dumps({task: results[task]["summary"]}), file=sys.stderr,
-              flush=True)
-    results = {t: results[t] for t in T.TASKS if t in results}
-    write_results("lr_batch", {"tasks": results})
-    write_markdown("lr_batch", markdown(results))
+        scored = score_task(task, entry, methods, results.get(task))
+        print(json.dumps({task: scored["summary"]}), file=sys.stderr, flush=True)
+        # read again before writing: another run may have scored other tasks
+        results = _previous_results()
+        results[task] = scored
+        results = {t: results[t] for t in T.TASKS if t in results}
+        write_results("lr_batch", {"tasks": results})
+        write_markdown("lr_batch", markdown(results))
 
 
 def markdown(results) -> str:

@@ -38,6 +38,9 @@ TASKS = {
     # same under-trained regime (few steps at batch >= 256), other data
     "digits-mlp-sgd": ("digits", "mlp", "sgd", 20, -2.5, 0.75, "design"),
     "digits-cnn-momentum": ("digits", "cnn", "momentum", 20, -3.0, 0.25, "design"),
+    # added after the GRU report task showed a late take-off at large batch
+    # sizes: a recurrent model that plateaus, another optimizer
+    "mnist1d-gru-adam": ("mnist1d", "gru", "adam", 10, -4.25, -1.0, "design"),
 }
 
 STEPS_PER_EXECUTION = 16

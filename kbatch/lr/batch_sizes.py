@@ -32,7 +32,13 @@ __all__ = ["LRByBatchSize", "lr_for_batch_sizes"]
 PROBE_FRACTION = 0.25
 SPACING = 0.5
 MAX_RUNGS = 8
-MIN_PROBE_STEPS = 5
+# ... but at least this many steps (capped at the budget's): two time
+# constants of a 0.9 momentum or Adam's beta_1, so a probe sees the full
+# effective step. Shorter probes missed divergences that come later.
+MIN_PROBE_STEPS = 20
+# Run the best probe of a ladder again on another data order and average:
+# with few steps, one run at an LR near the edge may be a lucky one.
+CONFIRM = True
 
 
 class LRByBatchSize(Result):
@@ -342,6 +348,7 @@ def lr_for_batch_sizes(
     state = TrainingState.capture(model)
     control = _optimizer.LearningRateControl(model)
     measured, bands, tried, left_out = {}, {}, {}, {}
+    probe_steps, probe_runs = {}, {}
     samples_used = 0
     started = time.perf_counter()
     progbar = None
@@ -362,13 +369,16 @@ def lr_for_batch_sizes(
                               return_dict=True)["loss"]
         return float(loss) if math.isfinite(loss) else math.inf
 
+    def ladder(centre, batch_size, steps):
+        return probes.search(lambda lr, index: probe(lr, batch_size, steps, index),
+                             centre, spacing=SPACING, max_rungs=MAX_RUNGS,
+                             repeat_best=CONFIRM)
+
     compiled_lr = _optimizer.current_learning_rate(model.optimizer)
     try:
         control.acquire(compiled_lr)
         previous = None
         for batch_size in reversed(sizes):  # largest first: cheapest probes
-            steps = max(MIN_PROBE_STEPS,
-                        math.ceil(probe_fraction * budget / batch_size))
             try:
                 if previous is None:
                     control.release()
@@ -386,18 +396,13 @@ def lr_for_batch_sizes(
                 else:
                     prev_b, prev_lr = previous
                     centre = prev_lr * math.sqrt(batch_size / prev_b)
-                step = 10.0**SPACING
-                lrs, losses = [], []
-                for lr in (centre / step, centre, centre * step):
-                    lrs.append(lr)
-                    losses.append(probe(lr, batch_size, steps, len(lrs)))
-                while len(lrs) < MAX_RUNGS:
-                    nxt = probes.next_rung(lrs, losses, SPACING)
-                    if nxt is None:
-                        break
-                    lrs.append(nxt)
-                    losses.append(probe(nxt, batch_size, steps, len(lrs)))
-                samples_used += len(lrs) * steps * batch_size
+                budget_steps = math.ceil(budget / batch_size)
+                steps = min(budget_steps, max(
+                    MIN_PROBE_STEPS, math.ceil(probe_fraction * budget / batch_size)))
+                lrs, losses, runs = ladder(centre, batch_size, steps)
+                samples_used += runs * steps * batch_size
+                probe_runs[batch_size] = runs
+                probe_steps[batch_size] = steps
                 if not any(math.isfinite(v) for v in losses):
                     raise FloatingPointError("every probe diverged")
                 best = probes.vertex(lrs, losses)
@@ -408,7 +413,8 @@ def lr_for_batch_sizes(
                 previous = (batch_size, best)
                 if verbose == 2:
                     report.message(f"lr_for_batch_sizes: batch {batch_size}: "
-                                   f"best LR {best:.3g} ({len(lrs)} probes)")
+                                   f"best LR {best:.3g} ({len(lrs)} probes of "
+                                   f"{steps} steps)")
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as error:  # leave this size out, go on
@@ -441,6 +447,8 @@ def lr_for_batch_sizes(
             "train_samples": n_train,
             "probe_fraction": probe_fraction,
             "spacing_decades": SPACING,
+            "probe_steps": {str(b): v for b, v in sorted(probe_steps.items())},
+            "probe_runs": {str(b): v for b, v in sorted(probe_runs.items())},
             "samples_trained": samples_used,
             "budget_runs": round(samples_used / budget, 3),
             "seconds": round(time.perf_counter() - started, 3),

@@ -18,6 +18,7 @@ __all__ = [
     "band",
     "interpolate",
     "next_rung",
+    "search",
     "vertex",
 ]
 
@@ -68,6 +69,70 @@ def next_rung(lrs, losses, spacing: float, max_lr: float = math.inf):
         up = float(lrs[-1] * step)
         return up if up <= max_lr * (1 + 1e-9) else None
     return None
+
+
+def search(run, centre: float, *, spacing: float, max_rungs: int,
+           repeat_best: bool = True):
+    """Probe a ladder of LRs around `centre` until the lowest loss is
+    bracketed; returns `(lrs, losses, runs)`.
+
+    The ladder starts at `centre` and one rung (`spacing` decades) either
+    side, and is extended by `next_rung` (at most `max_rungs` LRs). With
+    `repeat_best`, the best LR is then run again and its loss becomes the
+    mean of its two runs: one lucky run (a low loss on one data order, at an
+    LR that fails on another) is not taken for the best; a run that diverged
+    makes the mean infinite. Whatever is best after that is repeated in turn,
+    and the ladder extended again if needed, until the best has run twice.
+
+    Args:
+        run: `run(lr, index) -> loss` trains one probe; `index` numbers the
+            runs (a repeat gets a new one, hence another data order).
+        centre: The LR the ladder starts at.
+        spacing: Decades between rungs.
+        max_rungs: At most this many distinct LRs.
+        repeat_best: Whether to run the best LR a second time.
+
+    Example:
+
+    >>> lucky = {0.1: iter([0.5, 3.0])}  # 0.1 is good once, then not
+    >>> def run(lr, index):
+    ...     lr = round(lr, 6)
+    ...     return next(lucky[lr]) if lr in lucky else abs(lr - 0.01) + 1
+    >>> lrs, losses, runs = search(run, 0.1, spacing=1.0, max_rungs=6)
+    >>> [round(v, 6) for v in lrs], runs  # 0.01 wins, is extended and repeated
+    ([0.001, 0.01, 0.1, 1.0], 6)
+    """
+    step = 10.0**spacing
+    lrs, losses = [], []
+    runs = 0
+
+    def one(lr):
+        nonlocal runs
+        runs += 1
+        return float(run(lr, runs))
+
+    for lr in (centre / step, centre, centre * step):
+        lrs.append(lr)
+        losses.append(one(lr))
+    repeated = set()
+    while True:
+        while len(lrs) < max_rungs:
+            nxt = next_rung(lrs, losses, spacing)
+            if nxt is None:
+                break
+            lrs.append(nxt)
+            losses.append(one(nxt))
+        finite = [v for v in losses if math.isfinite(v)]
+        if not repeat_best or not finite:
+            break
+        best = int(np.nanargmin(np.where(np.isfinite(losses), losses, np.inf)))
+        if best in repeated:
+            break
+        losses[best] = (losses[best] + one(lrs[best])) / 2
+        repeated.add(best)
+    order = np.argsort(lrs)
+    return ([float(lrs[i]) for i in order], [float(losses[i]) for i in order],
+            runs)
 
 
 def vertex(lrs, losses) -> float:

@@ -41,16 +41,24 @@ def test_every_size_gets_a_bracketed_best_lr_and_the_model_is_untouched():
     assert result.learning_rates[1] > 1.5 * result.learning_rates[0]
 
 
-def test_the_probes_train_the_budgets_samples():
+@pytest.mark.parametrize("batch_size, epochs, steps", [
+    (20, 4, 20),  # a quarter of the 60 steps of the budget is 15: 20 at least
+    (10, 8, 60),  # a quarter of 240 steps
+    (60, 1, 5),  # never more than the budget's 5 steps
+])
+def test_the_probes_train_the_budgets_samples(batch_size, epochs, steps):
     x, y = classification_data(n=400)
     model = _sgd_model()
-    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[20], epochs=4,
-                                       validation_split=0.25, verbose=0)
+    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[batch_size],
+                                       epochs=epochs, validation_split=0.25,
+                                       verbose=0)
     n_train = 300
-    steps = int(np.ceil(0.25 * 4 * n_train / 20))  # a quarter of the budget
-    probes = len(result.probes[20])
-    assert result.metadata["samples_trained"] == probes * steps * 20
+    runs = result.metadata["probe_runs"][str(batch_size)]
+    # every LR of the ladder once, the best one (at least) twice
+    assert runs >= len(result.probes[batch_size]) + 1
+    assert result.metadata["samples_trained"] == runs * steps * batch_size
     assert result.metadata["train_samples"] == n_train
+    assert result.metadata["probe_steps"] == {str(batch_size): steps}
 
 
 @pytest.mark.parametrize("kwargs, error, words", [

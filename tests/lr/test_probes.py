@@ -180,3 +180,34 @@ def test_probes_math_is_float64_whatever_the_input_dtype():
         assert probes.interpolate(sizes, rates, b) == pytest.approx(
             probes.interpolate(sizes.astype(np.float64), rates.astype(np.float64),
                                b), rel=1e-11)
+
+
+def test_search_does_not_take_one_lucky_run_for_the_best():
+    calls = []
+
+    def run(lr, index):  # a smooth valley at 0.01, and 0.1 good only once
+        calls.append((round(lr, 9), index))
+        if round(lr, 9) == 0.1:
+            return 0.5 if sum(c[0] == 0.1 for c in calls) == 1 else 3.0
+        return 1.0 + abs(math.log10(lr) + 2)
+
+    lrs, losses, runs = probes.search(run, 0.1, spacing=1.0, max_rungs=8)
+    assert [round(v, 9) for v in lrs] == [0.001, 0.01, 0.1, 1.0]
+    assert losses[2] == pytest.approx(1.75)  # the mean of the lucky and the bad run
+    assert 0.01 <= probes.vertex(lrs, losses) < 0.02
+    # the repeat of 0.1, then of the new best 0.01, ran on new indices
+    assert runs == len(calls) == 6
+    assert len({c[1] for c in calls}) == 6
+    assert [c[0] for c in calls].count(0.01) == 2
+    # without the repeat, the lucky run wins
+    calls.clear()
+    lrs, losses, runs = probes.search(run, 0.1, spacing=1.0, max_rungs=8,
+                                      repeat_best=False)
+    assert probes.vertex(lrs, losses) > 0.01 and runs == 3
+
+
+def test_search_repeats_nothing_when_every_probe_diverged():
+    lrs, losses, runs = probes.search(lambda lr, i: math.inf, 1.0, spacing=1.0,
+                                      max_rungs=5)
+    assert runs == 5 and not any(math.isfinite(v) for v in losses)
+    assert lrs[0] == pytest.approx(1e-3)  # walked down from the centre
