@@ -17,6 +17,7 @@ from kbatch._internal.validate import check_verbose
 from kbatch.scaling.optimizer_rule import default_rule
 from kbatch.scaling.rules import scaling_factor
 from kbatch.scaling.schedules import BatchScaledSchedule
+from kbatch.scaling.schedules import _deserialize_schedule
 
 __all__ = [
     "ScaleLearningRate",
@@ -202,6 +203,10 @@ class ScaleLearningRate(keras.callbacks.Callback):
             "per_replica_batch_size", per_replica_batch_size, minimum=1,
             allow_none=True,
         )
+        if isinstance(rule, dict):  # a measured relation, as get_config gives it
+            from kbatch.lr.batch_sizes import LRByBatchSize
+
+            rule = LRByBatchSize.from_dict(rule)
         if _is_measured(rule):
             if not rule.batch_sizes:
                 raise ValueError("The measured relation `rule` holds no batch size.")
@@ -218,7 +223,7 @@ class ScaleLearningRate(keras.callbacks.Callback):
                     f"warmup_steps={warmup_steps}, warmup_epochs={warmup_epochs}"
                 )
         self.warmup_epochs = warmup_epochs
-        self.after = after
+        self.after = _deserialize_schedule(after, "after")
         self.verbose = check_verbose(verbose)
         self.schedule = None
         self.explanation = None
@@ -410,6 +415,8 @@ class ScaleLearningRate(keras.callbacks.Callback):
             "noise_scale": self.noise_scale,
             "warmup_steps": self.warmup_steps,
             "warmup_epochs": self.warmup_epochs,
+            "after": None if self.after is None
+            else keras.optimizers.schedules.serialize(self.after),
             "verbose": self.verbose,
         }
 

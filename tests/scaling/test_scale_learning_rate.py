@@ -92,6 +92,22 @@ def test_deep_copyable_and_reusable():
     assert _lr(model) == pytest.approx(0.02)
 
 
+def test_the_config_rebuilds_the_callback_with_its_after_schedule_and_relation():
+    after = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=100)
+    scale = kbatch.ScaleLearningRate(0.01, base_batch_size=16, batch_size=64,
+                                     warmup_steps=3, after=after, verbose=0)
+    config = json.loads(json.dumps(scale.get_config()))  # JSON-ready
+    again = kbatch.ScaleLearningRate(**config)
+    assert isinstance(again.after, keras.optimizers.schedules.CosineDecay)
+    assert again.after.get_config() == after.get_config()
+    assert again.get_config() == config
+    measured = kbatch.LRByBatchSize([16, 64], [0.01, 0.03], epochs=2)
+    scale = kbatch.ScaleLearningRate.from_measured(measured, batch_size=32)
+    again = kbatch.ScaleLearningRate(**json.loads(json.dumps(scale.get_config())))
+    assert again.rule.predict(32) == pytest.approx(measured.predict(32))
+    assert again.get_config() == scale.get_config()
+
+
 @pytest.mark.parametrize("kwargs, error, pattern", [
     ({}, ValueError, r"exactly one of `batch_size` and `per_replica_batch_size`"),
     ({"batch_size": 32, "per_replica_batch_size": 16}, ValueError, r"exactly one"),
