@@ -36,9 +36,11 @@ MAX_RUNGS = 8
 # constants of a 0.9 momentum or Adam's beta_1, so a probe sees the full
 # effective step. Shorter probes missed divergences that come later.
 MIN_PROBE_STEPS = 20
-# Run the best probe of a ladder again on another data order and average:
-# with few steps, one run at an LR near the edge may be a lucky one.
-CONFIRM = True
+# Probes shorter than this are run again at the best LR of their ladder, on
+# another data order, and the two losses averaged: with few steps, one run
+# at an LR near the edge of stability may be a lucky one. (Longer probes
+# average over enough batches; repeating them would cost a sixth more.)
+REPEAT_BELOW_STEPS = 50
 
 
 class LRByBatchSize(Result):
@@ -49,7 +51,8 @@ class LRByBatchSize(Result):
         learning_rates: The best LR at each of them.
         bands: `(low, high)` per batch size: the LRs whose probe loss is within
             2% of the best (see `kbatch.lr.probes.band`).
-        probes: Per batch size, the `(lr, validation loss)` pairs probed.
+        probes: Per batch size, the `(lr, validation loss)` pairs probed
+            (a repeated best LR: the mean of its two runs).
         epochs: The training budget the LRs are for.
         exponent: Fitted `lr ~ B**exponent` over the measured sizes.
         eps_max, b_noise: Fitted `lr = eps_max / (1 + b_noise / B)`
@@ -267,17 +270,21 @@ def lr_for_batch_sizes(
     The best LR depends on the batch size *and* on how long one trains, so it
     is measured, not read off a rule: at each batch size, short probe runs
     from the model's current weights, each on `probe_fraction` (a quarter) of
-    the samples that `epochs` epochs would see, at a ladder of learning rates
-    half a decade apart, compared on their validation loss. The ladder is
-    extended until the best probe has a worse one on each side, and the best
-    LR is refined by a parabola in log LR through the best probe and its
-    neighbours. The first (largest) batch size starts its ladder at
+    the samples that `epochs` epochs would see (but at least 20 steps, and
+    never more than the budget's), at a ladder of learning rates half a
+    decade apart, compared on their validation loss. The ladder is extended
+    until the best probe has a worse one on each side; probes of fewer than
+    50 steps run the best LR again on another data order and average its two
+    losses (one lucky run near the edge of stability is not a best LR); and
+    the best LR is refined by a parabola in log LR through the best probe and
+    its neighbours. The first (largest) batch size starts its ladder at
     `find_lr`'s suggestion; each smaller one at the previous answer scaled by
     the square root of the batch ratio (or, if the range test gives no
     suggestion, at the model's compiled LR).
 
-    It costs about one training run of the budget at each batch size (3 to 4
-    probes of a quarter each) plus a short range test.
+    It costs about one training run of the budget at each batch size (4 or 5
+    probes of a quarter each; more where 20 steps are more than a quarter of
+    the budget) plus a short range test.
 
     The model is left exactly as it was: weights, every optimizer variable
     and the learning rate (or schedule), also after an exception, a NaN or
@@ -372,7 +379,7 @@ def lr_for_batch_sizes(
     def ladder(centre, batch_size, steps):
         return probes.search(lambda lr, index: probe(lr, batch_size, steps, index),
                              centre, spacing=SPACING, max_rungs=MAX_RUNGS,
-                             repeat_best=CONFIRM)
+                             repeat_best=steps < REPEAT_BELOW_STEPS)
 
     compiled_lr = _optimizer.current_learning_rate(model.optimizer)
     try:
