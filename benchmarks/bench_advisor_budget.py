@@ -133,15 +133,23 @@ def markdown(results) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render():
-    """Rewrite `results/advisor_budget.md` from its JSON."""
+def _previous_results() -> dict:
+    """The tasks of `results/advisor_budget.json`, or `{}`."""
     import json
     import os
 
     from benchmarks._common import RESULTS
 
-    with open(os.path.join(RESULTS, "advisor_budget.json"), encoding="utf-8") as f:
-        write_markdown("advisor_budget", markdown(json.load(f)["tasks"]))
+    path = os.path.join(RESULTS, "advisor_budget.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["tasks"]
+
+
+def render():
+    """Rewrite `results/advisor_budget.md` from its JSON."""
+    write_markdown("advisor_budget", markdown(_previous_results()))
 
 
 def main(argv=None):
@@ -152,9 +160,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     _single_thread()
     grid = load_grid()
-    results = {}
     for task in args.tasks.split(","):
-        results[task] = run_task(task, grid["tasks"][task])
+        scored = run_task(task, grid["tasks"][task])
+        # read again before writing: another run may have scored other tasks
+        results = _previous_results()
+        results[task] = scored
+        results = {t: results[t] for t in T.TASKS if t in results}
         write_results("advisor_budget", {"tasks": results})
         write_markdown("advisor_budget", markdown(results))
 
