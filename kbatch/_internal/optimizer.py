@@ -17,6 +17,21 @@ _LossScaleOptimizer = keras.optimizers.LossScaleOptimizer
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
 
 
+def deserialize_schedule(value, name: str):
+    """`value` as a Keras `LearningRateSchedule`: kept if it is one (or
+    `None`), rebuilt if it is its serialized dict; otherwise a `TypeError`
+    naming argument `name`."""
+    if value is None or isinstance(
+            value, keras.optimizers.schedules.LearningRateSchedule):
+        return value
+    if isinstance(value, dict):
+        return keras.optimizers.schedules.deserialize(value)
+    raise TypeError(
+        f"Argument `{name}` must be a `keras.optimizers.schedules."
+        f"LearningRateSchedule` or None. Received: {name}={value!r}"
+    )
+
+
 def base_optimizer(optimizer):
     """The optimizer that owns the learning rate (unwraps `LossScaleOptimizer`)."""
     if isinstance(optimizer, _LossScaleOptimizer):

@@ -17,7 +17,6 @@ from kbatch._internal.validate import check_verbose
 from kbatch.scaling.optimizer_rule import default_rule
 from kbatch.scaling.rules import scaling_factor
 from kbatch.scaling.schedules import BatchScaledSchedule
-from kbatch.scaling.schedules import _deserialize_schedule
 
 __all__ = [
     "ScaleLearningRate",
@@ -223,7 +222,7 @@ class ScaleLearningRate(keras.callbacks.Callback):
                     f"warmup_steps={warmup_steps}, warmup_epochs={warmup_epochs}"
                 )
         self.warmup_epochs = warmup_epochs
-        self.after = _deserialize_schedule(after, "after")
+        self.after = _optimizer.deserialize_schedule(after, "after")
         self.verbose = check_verbose(verbose)
         self.schedule = None
         self.explanation = None

@@ -13,6 +13,7 @@ import math
 import keras
 from keras import ops
 
+from kbatch._internal import optimizer as _optimizer
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
 from kbatch.scaling.rules import scale_lr
@@ -24,17 +25,6 @@ __all__ = [
 ]
 
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
-
-
-def _deserialize_schedule(value, name):
-    if value is None or isinstance(value, _Schedule):
-        return value
-    if isinstance(value, dict):
-        return keras.optimizers.schedules.deserialize(value)
-    raise TypeError(
-        f"Argument `{name}` must be a `keras.optimizers.schedules."
-        f"LearningRateSchedule` or None. Received: {name}={value!r}"
-    )
 
 
 def _warmup_then(step, start, target, warmup_steps, after, after_start):
@@ -93,7 +83,7 @@ class LinearWarmup(_Schedule):
         self.learning_rate = check_number("learning_rate", learning_rate,
                                           positive=True)
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
-        self.after = _deserialize_schedule(after, "after")
+        self.after = _optimizer.deserialize_schedule(after, "after")
         self._after_start = _after_start(self.after)
         self.name = name or "LinearWarmup"
 
@@ -202,7 +192,7 @@ class BatchScaledSchedule(_Schedule):
             scaled = min(scaled, self.max_learning_rate)
         self.learning_rate = scaled * self.multiplier
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
-        self.after = _deserialize_schedule(after, "after")
+        self.after = _optimizer.deserialize_schedule(after, "after")
         self._after_start = _after_start(self.after)
         self.name = name or "BatchScaledSchedule"
 
