@@ -20,6 +20,7 @@ from kbatch.critical.largest_batch import find_max_batch_size
 from kbatch.critical.noise_scale import measure_noise_scale
 from kbatch.critical.scaling_law import lr_scaling_law
 from kbatch.critical.throughput import measure_throughput
+from kbatch.lr.batch_sizes import MIN_PROBE_STEPS
 from kbatch.lr.batch_sizes import lr_for_batch_sizes
 
 __all__ = [
@@ -568,8 +569,9 @@ def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput
         *_hardware_reasons(memory, throughput, cap),
         f"budget: {epochs} epochs; the best LR of each batch size was measured "
         f"for it with probes of {measured.metadata['probe_fraction']:.0%} of its "
-        "samples: " + ", ".join(f"{b}: {v:.3g}" for b, v in
-                                zip(measured.batch_sizes, measured.learning_rates)),
+        f"samples (at least {MIN_PROBE_STEPS} steps): "
+        + ", ".join(f"{b}: {v:.3g}" for b, v in
+                    zip(measured.batch_sizes, measured.learning_rates)),
         f"quality: the lowest probe loss is at batch {best_b} ({lowest:.4g}); "
         f"batch sizes within {QUALITY_TOLERANCE:.0%} of it: {good}",
         f"speed: {chosen} is the fastest of those "
