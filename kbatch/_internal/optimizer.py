@@ -21,8 +21,7 @@ def deserialize_schedule(value, name: str):
     """`value` as a Keras `LearningRateSchedule`: kept if it is one (or
     `None`), rebuilt if it is its serialized dict; otherwise a `TypeError`
     naming argument `name`."""
-    if value is None or isinstance(
-            value, keras.optimizers.schedules.LearningRateSchedule):
+    if value is None or isinstance(value, _Schedule):
         return value
     if isinstance(value, dict):
         return keras.optimizers.schedules.deserialize(value)

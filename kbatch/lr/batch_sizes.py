@@ -282,9 +282,9 @@ def lr_for_batch_sizes(
     the square root of the batch ratio (or, if the range test gives no
     suggestion, at the model's compiled LR).
 
-    It costs about one training run of the budget at each batch size (4 or 5
-    probes of a quarter each; more where 20 steps are more than a quarter of
-    the budget) plus a short range test.
+    It costs about one to one and a half training runs of the budget at each
+    batch size (4 to 6 probes of a quarter each; more where 20 steps are more
+    than a quarter of the budget) plus a short range test.
 
     The model is left exactly as it was: weights, every optimizer variable
     and the learning rate (or schedule), also after an exception, a NaN or
@@ -376,11 +376,6 @@ def lr_for_batch_sizes(
                               return_dict=True)["loss"]
         return float(loss) if math.isfinite(loss) else math.inf
 
-    def ladder(centre, batch_size, steps):
-        return probes.search(lambda lr, index: probe(lr, batch_size, steps, index),
-                             centre, spacing=SPACING, max_rungs=MAX_RUNGS,
-                             repeat_best=steps < REPEAT_BELOW_STEPS)
-
     compiled_lr = _optimizer.current_learning_rate(model.optimizer)
     try:
         control.acquire(compiled_lr)
@@ -403,10 +398,12 @@ def lr_for_batch_sizes(
                 else:
                     prev_b, prev_lr = previous
                     centre = prev_lr * math.sqrt(batch_size / prev_b)
-                budget_steps = math.ceil(budget / batch_size)
-                steps = min(budget_steps, max(
+                steps = min(math.ceil(budget / batch_size), max(
                     MIN_PROBE_STEPS, math.ceil(probe_fraction * budget / batch_size)))
-                lrs, losses, runs = ladder(centre, batch_size, steps)
+                lrs, losses, runs = probes.search(
+                    lambda lr, index, b=batch_size, s=steps: probe(lr, b, s, index),
+                    centre, spacing=SPACING, max_rungs=MAX_RUNGS,
+                    repeat_best=steps < REPEAT_BELOW_STEPS)
                 samples_used += runs * steps * batch_size
                 probe_runs[batch_size] = runs
                 probe_steps[batch_size] = steps

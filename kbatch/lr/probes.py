@@ -122,10 +122,9 @@ def search(run, centre: float, *, spacing: float, max_rungs: int,
                 break
             lrs.append(nxt)
             losses.append(one(nxt))
-        finite = [v for v in losses if math.isfinite(v)]
-        if not repeat_best or not finite:
+        if not repeat_best or not any(math.isfinite(v) for v in losses):
             break
-        best = int(np.nanargmin(np.where(np.isfinite(losses), losses, np.inf)))
+        best = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
         if best in repeated:
             break
         losses[best] = (losses[best] + one(lrs[best])) / 2
