@@ -46,6 +46,30 @@ def write_results(name: str, data: dict) -> str:
     return path
 
 
+def read_tasks(name: str) -> dict:
+    """The `tasks` of `results/<name>.json`, or `{}` when there is none."""
+    import json
+
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("tasks", {})
+
+
+def write_task(name: str, task: str, result: dict, order, markdown) -> dict:
+    """Merge one task's `result` into `results/<name>.json` and rewrite
+    `results/<name>.md` with `markdown(tasks)`. The file is read again first:
+    another run may have written other tasks since. Tasks are kept in
+    `order`; returns them."""
+    tasks = read_tasks(name)
+    tasks[task] = result
+    tasks = {t: tasks[t] for t in order if t in tasks}
+    write_results(name, {"tasks": tasks})
+    write_markdown(name, markdown(tasks))
+    return tasks
+
+
 def write_markdown(name: str, text: str) -> str:
     path = os.path.join(RESULTS, f"{name}.md")
     with open(path, "w", encoding="utf-8") as f:

@@ -21,8 +21,9 @@ import warnings
 import numpy as np
 
 from benchmarks import lr_batch_tasks as T
+from benchmarks._common import read_tasks
 from benchmarks._common import write_markdown
-from benchmarks._common import write_results
+from benchmarks._common import write_task
 from benchmarks.bench_lr_batch import _single_thread
 from benchmarks.bench_lr_batch import load_grid
 from benchmarks.bench_lr_batch import row_means
@@ -133,23 +134,9 @@ def markdown(results) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _previous_results() -> dict:
-    """The tasks of `results/advisor_budget.json`, or `{}`."""
-    import json
-    import os
-
-    from benchmarks._common import RESULTS
-
-    path = os.path.join(RESULTS, "advisor_budget.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)["tasks"]
-
-
 def render():
     """Rewrite `results/advisor_budget.md` from its JSON."""
-    write_markdown("advisor_budget", markdown(_previous_results()))
+    write_markdown("advisor_budget", markdown(read_tasks("advisor_budget")))
 
 
 def main(argv=None):
@@ -161,13 +148,8 @@ def main(argv=None):
     _single_thread()
     grid = load_grid()
     for task in args.tasks.split(","):
-        scored = run_task(task, grid["tasks"][task])
-        # read again before writing: another run may have scored other tasks
-        results = _previous_results()
-        results[task] = scored
-        results = {t: results[t] for t in T.TASKS if t in results}
-        write_results("advisor_budget", {"tasks": results})
-        write_markdown("advisor_budget", markdown(results))
+        write_task("advisor_budget", task, run_task(task, grid["tasks"][task]),
+                   T.TASKS, markdown)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from benchmarks._common import read_tasks
 from benchmarks._common import write_markdown
 from benchmarks._common import write_results
 from benchmarks.lr_batch_score import _old_range_test
@@ -182,16 +183,7 @@ def main(argv=None):
 
     _single_thread()  # one core: results comparable while other jobs run
     seeds = [1000 * (i + 1) for i in range(args.seeds)]
-    results = {}
-    if args.merge:
-        import os
-
-        from benchmarks._common import RESULTS
-
-        path = os.path.join(RESULTS, "lr_quality.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                results = json.load(f)["tasks"]
+    results = read_tasks("lr_quality") if args.merge else {}
     for task in args.tasks.split(","):
         if task not in TASKS:
             raise SystemExit(f"unknown task {task!r}; known: {list(TASKS)}")

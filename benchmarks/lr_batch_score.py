@@ -17,8 +17,9 @@ import warnings
 import numpy as np
 
 from benchmarks import lr_batch_tasks as T
+from benchmarks._common import read_tasks
 from benchmarks._common import write_markdown
-from benchmarks._common import write_results
+from benchmarks._common import write_task
 from benchmarks.bench_lr_batch import load_grid
 from benchmarks.bench_lr_batch import row_means
 
@@ -128,21 +129,9 @@ def score_task(task, entry, methods=METHODS, previous=None):
     }
 
 
-def _previous_results():
-    import os
-
-    from benchmarks._common import RESULTS
-
-    path = os.path.join(RESULTS, "lr_batch.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("tasks", {})
-
-
 def main(tasks, methods=METHODS):
     grid = load_grid()
-    results = _previous_results()  # other tasks' scores are kept
+    results = read_tasks("lr_batch")  # other tasks' scores are kept
     for task in tasks:
         entry = grid["tasks"].get(task)
         if entry is None:
@@ -150,12 +139,7 @@ def main(tasks, methods=METHODS):
             continue
         scored = score_task(task, entry, methods, results.get(task))
         print(json.dumps({task: scored["summary"]}), file=sys.stderr, flush=True)
-        # read again before writing: another run may have scored other tasks
-        results = _previous_results()
-        results[task] = scored
-        results = {t: results[t] for t in T.TASKS if t in results}
-        write_results("lr_batch", {"tasks": results})
-        write_markdown("lr_batch", markdown(results))
+        results = write_task("lr_batch", task, scored, T.TASKS, markdown)
 
 
 def markdown(results) -> str:
@@ -256,4 +240,4 @@ def noise_floor(grid, tasks):
 
 def render():
     """Rewrite `results/lr_batch.md` from `results/lr_batch.json`."""
-    write_markdown("lr_batch", markdown(_previous_results()))
+    write_markdown("lr_batch", markdown(read_tasks("lr_batch")))
