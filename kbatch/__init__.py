@@ -6,7 +6,8 @@ Where things are (one subpackage per capability):
   `LRFinderResult`; the suggestion rules in `kbatch.lr.rules`.
 - `kbatch.scaling`: a new batch size, a new LR -- `scale_lr`, `scale_adam`,
   `default_rule`, `BatchScaledSchedule`, `ScaleLearningRate`,
-  `BatchSizeSchedule` / `fit_with_batch_schedule`, `GhostBatchNormalization`.
+  `BatchSizeSchedule` / `fit_with_batch_schedule`, `fit_adaptive`,
+  `GhostBatchNormalization`.
 - `kbatch.critical`: the batch-size limits -- `GradientNoiseScale`,
   `measure_noise_scale`, `find_max_batch_size`, `measure_throughput`,
   `lr_scaling_law`.
@@ -54,6 +55,7 @@ _EXPORTS = {
     "GhostBatchNormalization": "scaling",
     "ScaleLearningRate": "scaling",
     "default_rule": "scaling",
+    "fit_adaptive": "scaling",
     "fit_with_batch_schedule": "scaling",
     "global_batch_size": "scaling",
     "scale_adam": "scaling",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time, `__getattr__`
     from kbatch.scaling import GhostBatchNormalization
     from kbatch.scaling import ScaleLearningRate
     from kbatch.scaling import default_rule
+    from kbatch.scaling import fit_adaptive
     from kbatch.scaling import fit_with_batch_schedule
     from kbatch.scaling import global_batch_size
     from kbatch.scaling import scale_adam
@@ -141,6 +144,7 @@ __all__ = [
     "default_rule",
     "find_lr",
     "find_max_batch_size",
+    "fit_adaptive",
     "fit_with_batch_schedule",
     "global_batch_size",
     "lr",

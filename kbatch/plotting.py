@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "plot_adaptive",
     "plot_lr_finder",
     "plot_scaling_law",
     "plot_throughput",
@@ -195,6 +196,48 @@ def plot_lr_by_batch_size(result, ax=None, *, path=None):
     ax.set_title("Best learning rate per batch size (grey: probes)")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(loc="best", fontsize="small")
+    if path is not None:
+        save_figure(ax, path)
+    return ax
+
+
+def plot_adaptive(history, ax=None, *, path=None):
+    """A `fit_adaptive` run per epoch: the batch size (steps) and `B_simple`
+    with its interval (shaded) on a log scale, the learning rate on a second
+    axis."""
+    values = history.history if hasattr(history, "history") else history
+    if "batch_size" not in values or "noise_scale" not in values:
+        raise ValueError("plot_adaptive needs the History of `fit_adaptive` "
+                         "(per-epoch `batch_size` and `noise_scale`).")
+    ax = _new_axes(ax)
+    epochs = np.arange(1, len(values["batch_size"]) + 1)
+
+    def finite(key):
+        data = np.asarray(values.get(key, [np.nan] * epochs.size), dtype=float)
+        return np.where(np.isfinite(data), data, np.nan)
+
+    ax.step(epochs, values["batch_size"], where="mid", color="tab:blue",
+            label="batch size")
+    if "micro_batch_size" in values and any(
+            m != b for m, b in zip(values["micro_batch_size"], values["batch_size"])):
+        ax.step(epochs, values["micro_batch_size"], where="mid", color="tab:blue",
+                linestyle=":", label="micro-batch (accumulated)")
+    ax.plot(epochs, finite("noise_scale"), "o-", color="tab:green",
+            label="B_simple")
+    ax.fill_between(epochs, finite("noise_scale_low"), finite("noise_scale_high"),
+                    color="tab:green", alpha=0.12, label="its interval")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("batch size, B_simple")
+    ax.grid(True, which="both", alpha=0.25)
+    twin = ax.twinx()
+    twin.plot(epochs, values["learning_rate"], "s--", color="tab:orange",
+              markersize=3, label="learning rate")
+    twin.set_ylabel("learning rate")
+    lines = ax.get_legend_handles_labels()
+    more = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best", fontsize="small")
+    ax.set_title("Adaptive batch size")
     if path is not None:
         save_figure(ax, path)
     return ax

@@ -22,6 +22,7 @@ PURE = [
     "kbatch/lr/rules.py",
     "kbatch/lr/probes.py",
     "kbatch/scaling/rules.py",
+    "kbatch/scaling/adaptive_rule.py",
     "kbatch/critical/estimators.py",
     "kbatch/critical/fits.py",
     "kbatch/advisor/time_to_target.py",

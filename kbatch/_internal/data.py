@@ -549,3 +549,51 @@ def arrays_for_trials(x, y, max_batch_size):
         )
     x, y, _ = check_arrays(x, y)
     return x, y
+
+
+def rebatched(x, y, batch_size, model, caller):
+    """`fit` arguments for training at `batch_size`, whatever `x` is: arrays
+    get `batch_size`, an unbatched `tf.data.Dataset` is batched, a `PyDataset`
+    gets its `batch_size` attribute set, a function `batch_size -> PyDataset`
+    is called. `caller` names the kbatch function in errors."""
+    if is_tf_dataset(x):
+        if y is not None:
+            raise ValueError("Argument `y` must be None when `x` is a dataset.")
+        model_rank = model_input_rank(model)
+        rank = element_rank(x)
+        if model_rank is not None and rank is not None and rank >= model_rank:
+            raise ValueError(
+                f"{caller} needs an unbatched tf.data.Dataset: it "
+                "batches it anew for every phase (Keras ignores `batch_size` for "
+                "datasets). Pass the dataset before `.batch()`."
+            )
+        return {"x": x.batch(batch_size)}
+    if callable(x) and not is_py_dataset(x):
+        dataset = x(batch_size)
+        if not is_py_dataset(dataset):
+            raise TypeError(
+                "When `x` is a function it must return a `keras.utils.PyDataset` "
+                f"for a batch size. Received: {type(dataset).__name__}"
+            )
+        return {"x": dataset}
+    if is_py_dataset(x):
+        if not hasattr(x, "batch_size"):
+            raise ValueError(
+                f"{caller} re-batches a PyDataset by setting its "
+                "`batch_size` attribute, which this one does not have. Give it "
+                "one (used in `__len__` and `__getitem__`), or pass a function "
+                "`batch_size -> PyDataset` as `x`."
+            )
+        x.batch_size = batch_size
+        return {"x": x}
+    return {"x": x, "y": y, "batch_size": batch_size}
+
+
+def count_samples(x, y):
+    """Training samples in `x`, or None when they cannot be counted."""
+    if is_tf_dataset(x):
+        cardinality = int(x.cardinality())
+        return cardinality if cardinality > 0 else None
+    if callable(x) or is_py_dataset(x):
+        return None
+    return check_arrays(x, y)[2]

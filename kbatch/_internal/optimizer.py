@@ -241,3 +241,39 @@ class LearningRateControl:
             self._original.assign(self._original_value)
         self._original = self._original_value = None
         self._train_function = self._variable = None
+
+
+def set_gradient_accumulation(optimizer, steps: int):
+    """Make `optimizer` average `steps` micro-batches per update (1: none).
+
+    Keras builds the accumulators only for an optimizer created with
+    `gradient_accumulation_steps`; they are built here when first needed (and
+    then stay, zero, when accumulation is switched off, so the optimizer's
+    variables keep one layout for checkpoints). The private step counter,
+    which counts micro-batches under accumulation, is re-based so that the
+    public `iterations` (updates) and the position in the accumulation window
+    both carry over: an update never mixes micro-batches from before and
+    after the switch. Re-create the train function afterwards
+    (`model.make_train_function(force=True)`).
+    """
+    base = base_optimizer(optimizer)
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"Gradient accumulation steps must be >= 1; got {steps}.")
+    old = gradient_accumulation_steps(base)
+    if steps == old:
+        return
+    if steps > 1 and getattr(base, "_accumulated_gradients", None) is None:
+        if not base.built:
+            raise ValueError("The optimizer must be built before its gradient "
+                             "accumulation is changed.")
+        base._accumulated_gradients = [
+            base.add_variable_from_reference(v, name="gradient_accumulator")
+            for v in base._trainable_variables
+        ]
+    for accumulator in getattr(base, "_accumulated_gradients", None) or []:
+        if accumulator is not None:
+            accumulator.assign(keras.ops.zeros_like(accumulator))
+    updates = int(keras.ops.convert_to_numpy(base._iterations)) // old
+    base.gradient_accumulation_steps = steps if steps > 1 else None
+    base._iterations.assign(updates * steps)

@@ -85,3 +85,15 @@ class TrainingState:
             model.history = self._history
         if keras.config.dtype_policy().name != self._dtype_policy.name:
             keras.config.set_dtype_policy(self._dtype_policy)
+
+
+def forget_restored_epoch(model):
+    """Undo the epoch a `BackupAndRestore` set on `model` for its next `fit`.
+
+    When it finds a checkpoint, Keras' `BackupAndRestore` stores the epoch to
+    resume from on the model (`_initial_epoch`), and no `fit` clears it: every
+    later `fit` of that model would start from that epoch. kbatch runs one
+    `fit` per epoch with the callback, so it clears it when it is done.
+    """
+    if getattr(model, "_initial_epoch", None) is not None:
+        model._initial_epoch = None

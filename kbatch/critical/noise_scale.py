@@ -69,6 +69,11 @@ class GradientNoiseScale(keras.callbacks.Callback):
         num_micro_batches: Integer >= 2. Parts the batch is split into.
             Defaults to `4`.
         beta: Float in `[0, 1)`. Moving-average coefficient. Defaults to `0.99`.
+        persistent: Boolean. Keep the step count, the estimates and the
+            compiled functions from one `fit` call to the next (while the
+            model's train function stays the same), for a run made of several
+            `fit` calls, whose owner logs the estimate (this callback then
+            does not); call `release()` at its end. Defaults to `False`.
 
     Attributes:
         b_simple: The current estimate.
@@ -90,12 +95,13 @@ class GradientNoiseScale(keras.callbacks.Callback):
     """
 
     def __init__(self, interval: int = 20, num_micro_batches: int = 4,
-                 beta: float = 0.99):
+                 beta: float = 0.99, *, persistent: bool = False):
         super().__init__()
         self.interval = check_int("interval", interval, minimum=1)
         self.num_micro_batches = _check_micro(num_micro_batches)
         self.beta = check_number("beta", beta, low=0.0, high=1.0,
                                  high_inclusive=False)
+        self._persistent = bool(persistent)
         self._reset()
 
     def _reset(self):
@@ -113,8 +119,11 @@ class GradientNoiseScale(keras.callbacks.Callback):
         return self.ema.b_simple
 
     def on_train_begin(self, logs=None):
-        self._reset()
         model = self.model
+        if (self._persistent and self._measuring is not None
+                and model.train_function is self._normal):
+            return  # the next `fit` of a run measured across `fit` calls
+        self._reset()
         if getattr(model, "optimizer", None) is None:
             raise ValueError("`GradientNoiseScale` needs a compiled model.")
         backend = _backend.current()
@@ -189,10 +198,13 @@ class GradientNoiseScale(keras.callbacks.Callback):
                                  "trace": trace, "batch_size": b_big})
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
+        if logs is not None and not self._persistent:
             logs["gradient_noise_scale"] = float(self.b_simple)
 
     def on_train_end(self, logs=None):
+        if self._persistent and self._normal is not None:
+            self.model.train_function = self._normal  # kept for the next `fit`
+            return
         self.release()
 
     def release(self):
@@ -203,7 +215,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     def get_config(self):
         return {"interval": self.interval,
-                "num_micro_batches": self.num_micro_batches, "beta": self.beta}
+                "num_micro_batches": self.num_micro_batches, "beta": self.beta,
+                "persistent": self._persistent}
 
 
 class NoiseScaleResult(Result):

@@ -7,11 +7,16 @@
 - `scale_learning_rate.ScaleLearningRate`: the callback that trains at the LR
   scaled to the global batch size;
 - `batch_size_schedule`: increase the batch size instead of decaying the LR;
+- `adaptive.fit_adaptive`: a batch size that follows the measured gradient
+  noise scale (`adaptive_rule`: when to move), with gradient accumulation
+  past the memory limit;
 - `ghost_batch_norm.GhostBatchNormalization`: batch statistics of a small
   batch inside a large one.
 """
 
 from kbatch.scaling import rules
+from kbatch.scaling.adaptive import fit_adaptive
+from kbatch.scaling.adaptive import plot_adaptive
 from kbatch.scaling.batch_size_schedule import BatchSizeSchedule
 from kbatch.scaling.batch_size_schedule import fit_with_batch_schedule
 from kbatch.scaling.ghost_batch_norm import GhostBatchNormalization
@@ -35,8 +40,10 @@ __all__ = [
     "OneCycle",
     "ScaleLearningRate",
     "default_rule",
+    "fit_adaptive",
     "fit_with_batch_schedule",
     "global_batch_size",
+    "plot_adaptive",
     "rules",
     "scale_adam",
     "scale_lr",

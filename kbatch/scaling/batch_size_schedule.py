@@ -175,52 +175,6 @@ class _UpdateCounter(keras.callbacks.Callback):
         self.updates.append(int(self.model.optimizer.iterations.numpy()) - self._start)
 
 
-def _phase_data(x, y, batch_size, model):
-    """`fit` arguments for one phase at `batch_size`, whatever `x` is."""
-    if _data.is_tf_dataset(x):
-        if y is not None:
-            raise ValueError("Argument `y` must be None when `x` is a dataset.")
-        model_rank = _data.model_input_rank(model)
-        element_rank = _data.element_rank(x)
-        if model_rank is not None and element_rank is not None and (
-            element_rank >= model_rank
-        ):
-            raise ValueError(
-                "fit_with_batch_schedule needs an unbatched tf.data.Dataset: it "
-                "batches it anew for every phase (Keras ignores `batch_size` for "
-                "datasets). Pass the dataset before `.batch()`."
-            )
-        return {"x": x.batch(batch_size)}
-    if callable(x) and not _data.is_py_dataset(x):
-        dataset = x(batch_size)
-        if not _data.is_py_dataset(dataset):
-            raise TypeError(
-                "When `x` is a function it must return a `keras.utils.PyDataset` "
-                f"for a batch size. Received: {type(dataset).__name__}"
-            )
-        return {"x": dataset}
-    if _data.is_py_dataset(x):
-        if not hasattr(x, "batch_size"):
-            raise ValueError(
-                "fit_with_batch_schedule re-batches a PyDataset by setting its "
-                "`batch_size` attribute, which this one does not have. Give it "
-                "one (used in `__len__` and `__getitem__`), or pass a function "
-                "`batch_size -> PyDataset` as `x`."
-            )
-        x.batch_size = batch_size
-        return {"x": x}
-    return {"x": x, "y": y, "batch_size": batch_size}
-
-
-def _num_samples(x, y):
-    if _data.is_tf_dataset(x):
-        cardinality = int(x.cardinality())
-        return cardinality if cardinality > 0 else None
-    if callable(x) or _data.is_py_dataset(x):
-        return None
-    return _data.check_arrays(x, y)[2]
-
-
 def fit_with_batch_schedule(
     model,
     x,
@@ -288,7 +242,7 @@ def fit_with_batch_schedule(
             "LearningRateSchedule. Compile with e.g. SGD(learning_rate=0.1)."
         )
     if num_samples is None:
-        num_samples = _num_samples(x, y)
+        num_samples = _data.count_samples(x, y)
     if num_samples is None:
         if schedule.max_batch_size is None:
             raise ValueError(
@@ -308,7 +262,8 @@ def fit_with_batch_schedule(
         model.optimizer.learning_rate = phase.learning_rate
         counter.updates = []
         history = model.fit(
-            **_phase_data(x, y, phase.batch_size, model),
+            **_data.rebatched(x, y, phase.batch_size, model,
+                               "fit_with_batch_schedule"),
             initial_epoch=phase.start_epoch,
             epochs=phase.end_epoch,
             callbacks=[*(callbacks or []), counter],

@@ -1,0 +1,508 @@
+"""Train with a batch size that follows the gradient noise scale.
+
+The critical batch size, past which a larger batch stops buying proportionally
+fewer steps, is of the order of the gradient noise scale `B_simple`
+(McCandlish et al., 2018), and it moves during training: near zero at the
+start, then mostly rising, sometimes falling. `fit_adaptive` measures
+`B_simple` as it trains (`GradientNoiseScale`), and at the end of each epoch
+moves the batch in power-of-two steps toward `fraction * B_simple` when the
+estimate's interval is clearly past the next step (`adaptive_rule`). Each
+change scales the learning rate (a rule, or the relation
+`kbatch.lr_for_batch_sizes` measured) with a short warm-up when it rises. The
+data budget stays the same in samples: every epoch is one pass over the data,
+in fewer, larger steps.
+
+A batch that does not fit in memory is run as micro-batches with gradient
+accumulation (the optimizer's `gradient_accumulation_steps`): the effective
+batch and its learning rate stay what the rule asked for.
+
+Keras does not change the batch size inside one `fit` call, so each epoch is
+one `fit` call (`initial_epoch`), and their histories are merged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import keras
+
+from kbatch._internal import backend as _backend
+from kbatch._internal import data as _data
+from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
+from kbatch._internal.building import ensure_built
+from kbatch._internal.state import TrainingState
+from kbatch._internal.state import forget_restored_epoch
+from kbatch._internal.validate import check_int
+from kbatch._internal.validate import check_number
+from kbatch._internal.validate import check_verbose
+from kbatch.critical.noise_scale import GradientNoiseScale
+from kbatch.scaling import adaptive_rule
+from kbatch.scaling.optimizer_rule import default_rule
+from kbatch.scaling.rules import scaling_factor
+
+__all__ = ["fit_adaptive", "plot_adaptive"]
+
+LOGGER = logging.getLogger("kbatch")
+STATE_FILE = "kbatch_adaptive.json"
+_RESERVED = ("batch_size", "epochs", "initial_epoch", "steps_per_epoch")
+
+
+class _Run:
+    """Everything `fit_adaptive` carries from one epoch to the next (and
+    writes next to a `BackupAndRestore` checkpoint to resume)."""
+
+    def __init__(self, batch_size, ratio_rule):
+        self.epoch = 0
+        self.batch_size = batch_size
+        self.micro_batch_size = batch_size
+        self.ratio = 1.0            # LR of this batch / LR compiled (at batch_size)
+        self.previous_ratio = 1.0   # ... of the batch before the last change
+        self.warmup_left = 0        # updates of warm-up still to run
+        self.samples = 0            # samples seen (drives a compiled schedule)
+        self.g_sq, self.trace = [], []
+        self.window = 0             # measurements the last estimate used
+        self.fits = 0               # largest micro-batch known to fit
+        self.fails = 0              # smallest micro-batch known not to fit
+        self.accumulators = False
+        self.ratio_rule = ratio_rule
+
+    def to_dict(self):
+        fields = dict(vars(self))
+        fields.pop("ratio_rule")
+        return fields
+
+    def update(self, fields):
+        for key, value in fields.items():
+            if hasattr(self, key) and key != "ratio_rule":
+                setattr(self, key, value)
+
+
+class _EpochControl(keras.callbacks.Callback):
+    """Inside one epoch's `fit`: the LR of every step, the counts, the logs,
+    the decision for the next epoch, and the end of the `fit` call."""
+
+    def __init__(self, run, gns, decide, base_lr, base_batch, state_path):
+        super().__init__()
+        self.run, self.gns, self.decide = run, gns, decide
+        self.base_lr, self.base_batch = base_lr, base_batch
+        self.state_path = state_path
+        self.user_stopped = False
+        self.decision = None
+        self._start = 0
+        self._steps = 0
+        self._accumulate = 1
+        self._variable = None
+        self._last = None
+
+    def _lr_now(self, updates_done):
+        run = self.run
+        ratio = run.ratio
+        if run.warmup_left > 0:
+            done = min(1.0, updates_done / run.warmup_left)
+            ratio = run.previous_ratio + (run.ratio - run.previous_ratio) * done
+        base = self.base_lr
+        if callable(base):
+            step = (run.samples + updates_done * run.batch_size) / self.base_batch
+            base = float(keras.ops.convert_to_numpy(base(step)))
+        return base * ratio
+
+    def on_train_begin(self, logs=None):
+        # after a `BackupAndRestore` earlier in the list has loaded its
+        # checkpoint (whose optimizer layout is the one before this change)
+        accumulation = self.run.batch_size // self.run.micro_batch_size
+        _configure(self.model, accumulation)
+        if accumulation > 1:
+            self.run.accumulators = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        model = self.model
+        self._variable = _optimizer.learning_rate_object(model.optimizer)
+        self._start = _optimizer.schedule_step(model.optimizer)
+        self._accumulate = _optimizer.gradient_accumulation_steps(model.optimizer)
+        self._steps = 0
+        self._set_lr(0)
+
+    def _set_lr(self, updates_done):
+        value = self._lr_now(updates_done)
+        if value != self._last:
+            self._variable.assign(value)
+            self._last = value
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.run.warmup_left > 0 or callable(self.base_lr):
+            self.model  # on JAX, puts the variables back before the assign  # noqa: B018
+            self._set_lr(self._steps // self._accumulate)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += int(getattr(self.model, "steps_per_execution", 1) or 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        model, run = self.model, self.run
+        self.user_stopped = bool(model.stop_training)
+        end = _optimizer.schedule_step(model.optimizer)
+        k = self._accumulate
+        updates = end // k - self._start // k
+        run.samples += updates * run.batch_size
+        run.warmup_left = max(0, run.warmup_left - updates)
+        for entry in self.gns.history:
+            run.g_sq.append(entry["g_sq"])
+            run.trace.append(entry["trace"])
+        self.gns.history.clear()
+        decision = self.decide(run)
+        self.decision = decision
+        if logs is not None:
+            logs["batch_size"] = run.batch_size
+            logs["micro_batch_size"] = run.micro_batch_size
+            logs["learning_rate"] = float(self._last)
+            logs["updates"] = int(updates)
+            logs["noise_scale"] = decision.b_simple
+            logs["noise_scale_low"], logs["noise_scale_high"] = decision.interval
+        run.epoch = epoch + 1
+        _apply(run, decision)
+        if self.state_path:
+            with open(self.state_path, "w", encoding="utf-8") as f:
+                json.dump(run.to_dict(), f)
+        model.stop_training = True  # one epoch per `fit` call
+
+
+def _apply(run, decision):
+    """Move `run` to the decided batch size: new LR ratio and warm-up."""
+    if decision.batch_size == run.batch_size:
+        return
+    ratio = run.ratio_rule(decision.batch_size)
+    run.previous_ratio = run.ratio
+    run.ratio = ratio
+    run.warmup_left = run.warmup if ratio > run.previous_ratio else 0
+    run.batch_size = decision.batch_size
+
+
+def _ratio_rule(rule, optimizer, batch_size):
+    """`size -> LR(size) / LR(batch_size)` from a rule or a measured relation."""
+    if hasattr(rule, "predict") and hasattr(rule, "batch_sizes"):
+        anchor = rule.predict(batch_size)
+        return lambda size: rule.predict(size) / anchor
+    if rule == "auto":
+        rule = default_rule(optimizer)
+    scaling_factor(1, 2, rule)  # validates the name
+    return lambda size: scaling_factor(batch_size, size, rule)
+
+
+def _micro_batch(run, max_micro):
+    """The largest `batch / 2**j` that is not known to fail and not above the
+    user's limit."""
+    micro = run.batch_size
+    while micro > 1 and ((run.fails and micro >= run.fails)
+                         or (max_micro and micro > max_micro)):
+        if micro % 2:
+            break
+        micro //= 2
+    return micro
+
+
+@_backend.in_model_scope
+def fit_adaptive(
+    model,
+    x,
+    y=None,
+    *,
+    batch_size: int,
+    epochs: int,
+    validation_data=None,
+    rule="auto",
+    fraction: float = 0.125,
+    min_batch_size: int | None = None,
+    max_batch_size: int | None = None,
+    max_micro_batch_size: int | None = None,
+    interval: int = 20,
+    num_micro_batches: int = 4,
+    min_measurements: int = 6,
+    warmup_steps: int = 20,
+    callbacks=None,
+    verbose="auto",
+    **fit_kwargs,
+):
+    """Train with a batch size that follows the measured gradient noise scale.
+
+    Starts at `batch_size` with the model's compiled learning rate, measures
+    `B_simple` every `interval` steps, and at each epoch's end moves the batch
+    in power-of-two steps (at most x4 per epoch) toward `fraction * B_simple`
+    when the 90% interval of the estimate lies clearly past the next step: up
+    when `fraction * low >= 2 * batch`, down when `fraction * high < batch / 2`
+    (`kbatch.scaling.adaptive_rule`). At each change the learning rate follows
+    `rule`, warmed up linearly over `warmup_steps` updates when it rises. Every
+    epoch is one pass over the data, so the run sees the same samples as a
+    fixed-batch run of `epochs` epochs, in fewer updates.
+
+    A batch above `max_micro_batch_size`, or one that runs out of memory
+    (the backend's out-of-memory error, on TensorFlow, JAX and PyTorch), is
+    trained as micro-batches with gradient accumulation: the batch and its
+    learning rate stay what the rule asked for; `History` records both sizes.
+    An out-of-memory error restores the epoch's starting state and retries at
+    half the micro-batch; sizes known not to fit are not tried again (on
+    TensorFlow's CPU allocator each failed try costs ~10 s of retries).
+
+    Args:
+        model: A compiled `keras.Model`. A learning-rate schedule it was
+            compiled with is followed in samples (its step `s` is reached
+            after `s * batch_size` samples), scaled like a constant rate.
+        x, y: Training data: arrays, an unbatched `tf.data.Dataset`, a
+            `PyDataset` with a settable `batch_size`, or a function
+            `batch_size -> PyDataset`.
+        batch_size: Integer. The first batch size (and, by default, the
+            smallest).
+        epochs: Integer. Passes over the data.
+        validation_data: As in `fit`.
+        rule: How the LR follows the batch: `"auto"` (`kbatch.default_rule`:
+            linear for SGD, square root for adaptive optimizers), a rule name
+            of `kbatch.scale_lr`, or the `LRByBatchSize` of
+            `kbatch.lr_for_batch_sizes` (its ratios, anchored at the compiled
+            LR).
+        fraction: Float in `(0, 1]`. The batch aimed at is `fraction *
+            B_simple`. Defaults to `0.125`: at `B = B_simple / 8` a run needs
+            about 1/8 more samples than at a tiny batch (McCandlish et al.) for
+            several times fewer steps.
+        min_batch_size, max_batch_size: Bounds. Default: `batch_size`, and a
+            tenth of the training samples (or `64 * batch_size` when they
+            cannot be counted).
+        max_micro_batch_size: Integer. The largest batch known to fit in
+            memory (e.g. from `kbatch.find_max_batch_size`); larger batches
+            accumulate. Defaults to `None`: found by running out of memory.
+        interval: Integer. Measure the noise scale every `interval` steps (one
+            measurement costs about one step). Defaults to `20`.
+        num_micro_batches: Integer >= 2. For the noise scale. Defaults to `4`.
+        min_measurements: Integer. Measurements a decision needs. Defaults to
+            `6`.
+        warmup_steps: Integer. Updates over which a larger LR is reached.
+        callbacks: Callbacks for every epoch's `fit`. A
+            `keras.callbacks.BackupAndRestore` makes the run resumable: kbatch
+            keeps its own state next to the checkpoint.
+        verbose: As in `fit`; `1` also reports each change of batch size.
+        **fit_kwargs: Anything else `fit` accepts (`class_weight`, ...),
+            except `batch_size`, `epochs`, `initial_epoch`, `steps_per_epoch`.
+
+    Returns:
+        A `keras.callbacks.History` of all epochs with, per epoch,
+        `batch_size`, `micro_batch_size`, `learning_rate`, `updates`,
+        `noise_scale` (`B_simple`) and its interval `noise_scale_low` /
+        `noise_scale_high`. `history.params["changes"]` lists the changes.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> x = np.random.rand(1024, 8).astype("float32")
+    >>> y = (x.sum(axis=1) > 4).astype("int32")
+    >>> model = keras.Sequential([keras.Input((8,)),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    >>> history = fit_adaptive(model, x, y, batch_size=16, epochs=3, interval=4,
+    ...                        verbose=0)
+    >>> sorted(history.history)[:4]
+    ['batch_size', 'learning_rate', 'loss', 'micro_batch_size']
+    """
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError("fit_adaptive needs a compiled model: call "
+                         "`model.compile(optimizer=..., loss=...)` first.")
+    for reserved in _RESERVED:
+        if reserved in fit_kwargs:
+            raise ValueError(f"Argument `{reserved}` is set by fit_adaptive; do "
+                             "not pass it.")
+    batch_size = check_int("batch_size", batch_size, minimum=num_micro_batches)
+    epochs = check_int("epochs", epochs, minimum=1)
+    fraction = check_number("fraction", fraction, low=0.0, high=1.0,
+                            low_inclusive=False)
+    interval = check_int("interval", interval, minimum=1)
+    min_measurements = check_int("min_measurements", min_measurements, minimum=2)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    verbose = check_verbose(verbose)
+    min_batch_size = check_int("min_batch_size", min_batch_size or batch_size,
+                               minimum=1)
+    max_micro_batch_size = check_int("max_micro_batch_size", max_micro_batch_size,
+                                     minimum=1, allow_none=True)
+    if min_batch_size > batch_size:
+        raise ValueError(f"min_batch_size={min_batch_size} is above "
+                         f"batch_size={batch_size}.")
+    num_samples = _data.count_samples(x, y)
+    if max_batch_size is None:
+        max_batch_size = max(batch_size, (num_samples // 10) if num_samples
+                             else 64 * batch_size)
+    max_batch_size = check_int("max_batch_size", max_batch_size,
+                               minimum=batch_size)
+    sizes = adaptive_rule.power_of_two_sizes(batch_size, min_batch_size,
+                                             max_batch_size)
+    callbacks = list(callbacks or [])
+    backup = next((c for c in callbacks
+                   if isinstance(c, keras.callbacks.BackupAndRestore)), None)
+    state_path = (os.path.join(backup.backup_dir, STATE_FILE) if backup
+                  else None)
+
+    optimizer = model.optimizer
+    original_lr = _optimizer.learning_rate_object(optimizer)
+    original_value = (float(original_lr.numpy()) if _optimizer.is_variable(
+        original_lr) else None)
+    base_lr = original_value if original_value is not None else original_lr
+    if not callable(base_lr) and not isinstance(base_lr, float):
+        raise ValueError("fit_adaptive needs an optimizer with a learning rate "
+                         f"or a schedule; got {original_lr!r}.")
+    ratio_rule = _ratio_rule(rule, optimizer, batch_size)
+    original_accumulation = _optimizer.gradient_accumulation_steps(optimizer)
+    if original_accumulation > 1:
+        raise ValueError(
+            "fit_adaptive chooses the gradient accumulation itself; compile the "
+            "model with an optimizer without `gradient_accumulation_steps`.")
+
+    run = _Run(batch_size, ratio_rule)
+    run.warmup = warmup_steps
+    if state_path and os.path.exists(state_path):
+        with open(state_path, encoding="utf-8") as f:
+            run.update(json.load(f))
+        if verbose:
+            report.message(f"fit_adaptive: resuming at epoch {run.epoch + 1} with "
+                           f"batch {run.batch_size}.")
+
+    def decide(run):
+        keep = max(min_measurements, len(run.g_sq) - run.window)
+        g, t = run.g_sq[-keep:], run.trace[-keep:]
+        run.window = len(run.g_sq)
+        return adaptive_rule.next_batch_size(
+            run.batch_size, g, t, sizes=sizes, fraction=fraction,
+            min_measurements=min_measurements)
+
+    delete_checkpoint = getattr(backup, "delete_checkpoint", False)
+    if backup is not None:  # it would delete its checkpoint after each epoch
+        backup.delete_checkpoint = False
+    merged = keras.callbacks.History()
+    merged.history, merged.epoch = {}, []
+    changes = []
+    _ensure_optimizer_built(model, x, y)
+    with _backend.model_scope(model):
+        _optimizer.settable_learning_rate(model.optimizer, _initial_lr(base_lr))
+    if run.accumulators:  # the checkpoint holds accumulators: build them
+        _configure(model, 2)
+        _configure(model, 1)
+    gns = GradientNoiseScale(interval=interval, num_micro_batches=num_micro_batches,
+                             persistent=True)
+    try:
+        while run.epoch < epochs:
+            epoch = run.epoch
+            before = run.batch_size
+            run.micro_batch_size = _micro_batch(run, max_micro_batch_size)
+            snapshot = TrainingState.capture(model)
+            control = _EpochControl(run, gns, decide, base_lr, batch_size,
+                                    state_path)
+            try:
+                history = model.fit(
+                    **_data.rebatched(x, y, run.micro_batch_size, model,
+                                      "fit_adaptive"),
+                    initial_epoch=epoch, epochs=epochs,
+                    validation_data=validation_data,
+                    callbacks=[*callbacks, control, gns],
+                    verbose=verbose, **fit_kwargs)
+            except Exception as error:
+                gns.release()
+                if not _backend.is_oom(error) or run.micro_batch_size < 2:
+                    snapshot.restore()
+                    raise
+                snapshot.restore()
+                run.fails = run.micro_batch_size
+                run.epoch = epoch
+                if verbose:
+                    report.message(
+                        f"fit_adaptive: batch {run.micro_batch_size} ran out of "
+                        "memory; retrying epoch "
+                        f"{epoch + 1} as micro-batches of "
+                        f"{run.micro_batch_size // 2} with gradient accumulation "
+                        "(each size past the limit costs one failed try).")
+                continue
+            except BaseException:
+                gns.release()
+                snapshot.restore()
+                raise
+            if run.micro_batch_size > run.fits:
+                run.fits = run.micro_batch_size
+            _merge(merged, history)
+            if control.decision is not None and run.batch_size != before:
+                changes.append({"epoch": run.epoch, "from": before,
+                                "to": run.batch_size,
+                                "noise_scale": control.decision.b_simple,
+                                "interval": list(control.decision.interval)})
+                if verbose:
+                    low, high = control.decision.interval
+                    report.message(
+                        f"fit_adaptive: B_simple ~{control.decision.b_simple:.0f} "
+                        f"({low:.0f}..{high:.0f}); batch {before} -> "
+                        f"{run.batch_size} from epoch {run.epoch + 1}, LR x"
+                        f"{run.ratio / run.previous_ratio:.3g}.")
+            if control.user_stopped or len(history.epoch) == 0:
+                break
+    finally:
+        gns.release()
+        _configure(model, 1)
+        _restore_lr(model, original_lr, original_value)
+        model.stop_training = False
+        forget_restored_epoch(model)
+        if backup is not None:
+            backup.delete_checkpoint = delete_checkpoint
+    if backup is not None and delete_checkpoint:
+        backup.on_train_end()  # the run is complete: its checkpoint goes
+    merged.set_model(model)
+    merged.params = {"epochs": epochs, "batch_sizes": sizes,
+                     "changes": changes, "fraction": fraction}
+    model.history = merged
+    return merged
+
+
+def _initial_lr(base_lr):
+    if callable(base_lr):
+        return float(keras.ops.convert_to_numpy(base_lr(0)))
+    return base_lr
+
+
+def _ensure_optimizer_built(model, x, y):
+    """Build the model and its optimizer from a first batch, as `fit` would."""
+    if model.built and model.optimizer.built:
+        return
+    first = _data.rebatched(x, y, 2, model, "fit_adaptive")
+    if "y" in first:
+        batch = (keras.tree.map_structure(lambda a: a[:2], first["x"]), None)
+    else:
+        batch = next(iter(first["x"]))
+        if _data.is_py_dataset(first["x"]):
+            batch = first["x"][0]
+    ensure_built(model, batch)
+
+
+def _configure(model, accumulation):
+    if accumulation != _optimizer.gradient_accumulation_steps(model.optimizer):
+        _optimizer.set_gradient_accumulation(model.optimizer, accumulation)
+        model.make_train_function(force=True)
+
+
+def _restore_lr(model, original_lr, original_value):
+    base = _optimizer.base_optimizer(model.optimizer)
+    current = _optimizer.learning_rate_object(base)
+    if original_value is not None:
+        current.assign(original_value)
+    elif current is not original_lr:
+        base.learning_rate = original_lr
+        model.make_train_function(force=True)
+
+
+def _merge(merged, history):
+    merged.epoch.extend(history.epoch)
+    for key, values in history.history.items():
+        merged.history.setdefault(key, []).extend(values)
+
+
+def plot_adaptive(history, ax=None, *, path=None):
+    """Batch size, learning rate and `B_simple` per epoch of `fit_adaptive`.
+
+    Returns the matplotlib axes (batch size and `B_simple` on a log scale,
+    the LR on a second axis).
+    """
+    from kbatch import plotting
+
+    return plotting.plot_adaptive(history, ax=ax, path=path)
+
