@@ -12,6 +12,7 @@ that access here means one place to adapt when Keras changes.
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 _LossScaleOptimizer = keras.optimizers.LossScaleOptimizer
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
@@ -277,3 +278,31 @@ def set_gradient_accumulation(optimizer, steps: int):
     updates = int(keras.ops.convert_to_numpy(base._iterations)) // old
     base.gradient_accumulation_steps = steps if steps > 1 else None
     base._iterations.assign(updates * steps)
+
+
+def add_variables(optimizer, shapes, name: str):
+    """New float32 zero variables for kbatch's own sums, updated inside the
+    optimizer's `apply`. On JAX they are tracked as the optimizer's (a
+    compiled step reads and writes only the state it is given: the model's,
+    the optimizer's and the metrics' variables); elsewhere they stay
+    untracked, so the optimizer's checkpoints keep their layout.
+    `remove_variables` takes tracked ones off again."""
+    base = base_optimizer(optimizer)
+    if keras.config.backend() == "jax":
+        return [base.add_variable(tuple(shape), initializer="zeros",
+                                  dtype="float32", name=f"{name}_{i}")
+                for i, shape in enumerate(shapes)]
+    return [keras.Variable(np.zeros(tuple(shape), "float32"), trainable=False,
+                           name=f"{name}_{i}")
+            for i, shape in enumerate(shapes)]
+
+
+def remove_variables(optimizer, variables):
+    """Untrack variables made by `add_variables` (checkpoints keep the
+    optimizer's own layout). Re-create the train function afterwards."""
+    base = base_optimizer(optimizer)
+    ids = {id(v) for v in variables}
+    tracked = base._variables  # the tracker's own list
+    for i in reversed(range(len(tracked))):
+        if id(tracked[i]) in ids:
+            tracked.pop(i)

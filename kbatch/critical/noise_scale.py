@@ -15,6 +15,7 @@ from kbatch._internal.building import ensure_built
 from kbatch._internal.model_checks import check_compiled_model
 from kbatch._internal.results import Result
 from kbatch._internal.state import TrainingState
+from kbatch._internal.step_gradients import StepGradients
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
 from kbatch._internal.validate import check_verbose
@@ -25,6 +26,19 @@ __all__ = [
     "NoiseScaleResult",
     "measure_noise_scale",
 ]
+
+
+METHODS = ("auto", "micro_batches", "steps")
+
+
+def _samples_per_step(model):
+    """Samples averaged in the last step, from the loss tracker's count."""
+    for metric in getattr(model, "metrics", []):
+        if metric.name == "loss" and hasattr(metric, "count"):
+            steps = int(getattr(model, "steps_per_execution", 1) or 1)
+            seen = float(keras.ops.convert_to_numpy(metric.count))
+            return max(1, round(seen / steps)) if seen > 0 else None
+    return None
 
 
 def _check_micro(num_micro_batches):
@@ -39,35 +53,52 @@ def _loss_scale(optimizer) -> float:
 class GradientNoiseScale(keras.callbacks.Callback):
     """Measure the gradient noise scale `B_simple` during `fit`.
 
-    Every `interval` steps the current batch is split into `num_micro_batches`
-    micro-batches; their gradients give `|G_small|^2` (mean over micro-batches)
-    and `|G_big|^2` (of their mean, the batch gradient), from which the
-    two-batch estimator of McCandlish et al. (2018) gives unbiased estimates of
-    `|G|^2` and `tr(Sigma)`. Each is smoothed by a bias-corrected moving
-    average (`beta`), and their ratio, `B_simple`, is logged each epoch as
-    `gradient_noise_scale` (so History and TensorBoard get it). The critical
-    batch size, past which larger batches stop paying off in steps, is of the
-    order of `B_simple`; it grows as training progresses.
+    Two ways to get a small and a big batch's gradient, chosen by `method`:
 
-    Gradients are computed in float32, without loss scaling (a
-    `LossScaleOptimizer`'s scale is applied and removed), and a measurement
-    whose gradients overflow is skipped. The measurement does not change the
-    model: batch-norm statistics and seed states are put back. Batches whose
-    size `num_micro_batches` does not divide (a short last batch) are skipped.
+    - `"micro_batches"` (TensorFlow): every `interval` steps the current batch
+      is split into `num_micro_batches` micro-batches; their gradients give
+      `|G_small|^2` (mean over micro-batches) and `|G_big|^2` (of their mean,
+      the batch gradient). Exact (one set of weights), at the cost of one
+      extra forward and backward pass per measurement.
+    - `"steps"` (every backend): the gradients `fit` computes anyway, handed
+      to the optimizer, are summed over `num_micro_batches` consecutive steps:
+      `|G_small|^2` is the mean of their squared norms at the batch size of a
+      step, `|G_big|^2` that of their mean. No extra pass, every sample
+      counts; the weights move between the steps of a window, which biases
+      the estimate a little (docs/adaptive.md). Under gradient accumulation
+      the window is the accumulation's, whose micro-batches share the
+      weights: exact. The gradients are summed in float32, after a
+      `LossScaleOptimizer` has unscaled them.
+    - `"auto"`: `"micro_batches"` on TensorFlow, `"steps"` elsewhere.
 
-    Keras callbacks do not see the batch, so the callback compiles a second
-    train function that also measures, and switches to it only on the steps
-    that are due: the other steps run Keras' own train function, unchanged.
-    TensorFlow backend; not under a `tf.distribute` strategy.
+    The two-batch estimator of McCandlish et al. (2018) gives unbiased
+    estimates of `|G|^2` and `tr(Sigma)` from them. Each is smoothed by a bias-
+    corrected moving average (`beta`), and their ratio, `B_simple`, is logged
+    each epoch as `gradient_noise_scale` (so History and TensorBoard get it).
+    The critical batch size, past which larger batches stop paying off in
+    steps, is of the order of `B_simple`; it grows as training progresses.
+
+    With `"micro_batches"`, gradients are computed in float32, without loss
+    scaling (a `LossScaleOptimizer`'s scale is applied and removed), and a
+    measurement whose gradients overflow is skipped. The measurement does not
+    change the model: batch-norm statistics and seed states are put back.
+    Batches whose size `num_micro_batches` does not divide (a short last
+    batch) are skipped. Keras callbacks do not see the batch, so the callback
+    compiles a second train function that also measures, and switches to it
+    only on the steps that are due: the other steps run Keras' own train
+    function, unchanged. Not under a `tf.distribute` strategy.
 
     Reference: S. McCandlish et al., "An Empirical Model of Large-Batch
     Training", 2018, https://arxiv.org/abs/1812.06162, Appendix A.1.
 
     Args:
-        interval: Integer. Measure every `interval` steps. Defaults to `20`
-            (about 5% of the training time).
-        num_micro_batches: Integer >= 2. Parts the batch is split into.
-            Defaults to `4`.
+        interval: Integer. `"micro_batches"`: measure every `interval` steps.
+            Defaults to `20` (about 5% of the training time).
+        num_micro_batches: Integer >= 2. Parts the batch is split into
+            (`"micro_batches"`), or steps combined (`"steps"`). Defaults to `4`.
+        method: `"auto"`, `"micro_batches"` or `"steps"` (above).
+        batch_size: Integer. `"steps"`: samples per step; defaults to `None`,
+            read from the loss tracker after the first step.
         beta: Float in `[0, 1)`. Moving-average coefficient. Defaults to `0.99`.
         persistent: Boolean. Keep the step count, the estimates and the
             compiled functions from one `fit` call to the next (while the
@@ -95,8 +126,15 @@ class GradientNoiseScale(keras.callbacks.Callback):
     """
 
     def __init__(self, interval: int = 20, num_micro_batches: int = 4,
-                 beta: float = 0.99, *, persistent: bool = False):
+                 beta: float = 0.99, *, method: str = "auto",
+                 batch_size: int | None = None, persistent: bool = False):
         super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"Argument `method` must be one of {METHODS}. "
+                             f"Received: method={method!r}")
+        self.method = method
+        self.batch_size = check_int("batch_size", batch_size, minimum=1,
+                                    allow_none=True)
         self.interval = check_int("interval", interval, minimum=1)
         self.num_micro_batches = _check_micro(num_micro_batches)
         self.beta = check_number("beta", beta, low=0.0, high=1.0,
@@ -105,6 +143,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self._reset()
 
     def _reset(self):
+        self._steps_probe = None
+        self._step_batch = None
         self.ema = estimators.NoiseScaleEMA(self.beta)
         self.history = []
         self._normal = None
@@ -118,8 +158,17 @@ class GradientNoiseScale(keras.callbacks.Callback):
     def b_simple(self) -> float:
         return self.ema.b_simple
 
+    def _resolved_method(self):
+        if self.method != "auto":
+            return self.method
+        return ("micro_batches" if keras.config.backend() in _backend.GRADIENTS
+                else "steps")
+
     def on_train_begin(self, logs=None):
         model = self.model
+        if self._resolved_method() == "steps":
+            self._begin_steps(model)
+            return
         if (self._persistent and self._measuring is not None
                 and model.train_function is self._normal):
             return  # the next `fit` of a run measured across `fit` calls
@@ -171,6 +220,62 @@ class GradientNoiseScale(keras.callbacks.Callback):
             del model.train_step
             model.train_function = self._normal
 
+    # ------------------------------------------ method "steps": fit's own gradients
+    def _begin_steps(self, model):
+        if self._steps_probe is not None and self._steps_probe.installed:
+            return  # persistent: the sums carry on into this `fit`
+        self._reset()
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError("`GradientNoiseScale` needs a compiled model.")
+        _refuse_distributed(model, "GradientNoiseScale")
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        window = _optimizer.gradient_accumulation_steps(model.optimizer)
+        self._steps_probe = StepGradients(
+            model, window if window > 1 else self.num_micro_batches)
+        self._steps_probe.install()
+        self._spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        model.make_train_function(force=True)
+
+    def set_step_window(self, window: int, batch_size: int):
+        """Method `"steps"`: combine `window` steps of `batch_size` samples
+        from now on (`fit_adaptive` sets the accumulation steps, whose
+        micro-batches share the weights)."""
+        self.batch_size = int(batch_size)
+        if self._steps_probe is not None:
+            self._collect_steps()
+            self._steps_probe.set_window(window)
+
+    def collect(self):
+        """Method `"steps"`: fold in the windows finished so far (otherwise
+        done at each epoch's end, after the callbacks before this one)."""
+        self._collect_steps()
+
+    def _collect_steps(self):
+        probe = self._steps_probe
+        if probe is None or not probe.installed:
+            return
+        b_small = self.batch_size or self._step_batch
+        if not b_small:
+            return
+        self.model  # on JAX, puts the state of `fit` back into the variables  # noqa: B018
+        b_big = b_small * probe.window
+        for small, big in probe.read():
+            g_sq, trace = estimators.two_batch_estimates(small, big, b_small, b_big)
+            if self.ema.update(g_sq, trace):
+                self.history.append({"step": self._steps, "g_sq": g_sq,
+                                     "trace": trace, "batch_size": b_big})
+
+    def _steps_batch_end(self):
+        # (no `self.model` here: on JAX it would copy the state every step)
+        self._steps += self._spe
+        if self._step_batch is None and self.batch_size is None:
+            self._step_batch = _samples_per_step(self.model)
+        probe = self._steps_probe
+        if self._steps % max(1, probe.capacity * probe.window // 2) == 0:
+            self._collect_steps()
+
+    # ---------------------------------- method "micro_batches": split the batch
     def on_train_batch_begin(self, batch, logs=None):
         if self._normal is None:
             return
@@ -179,6 +284,9 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self.model.train_function = self._measuring if self._due else self._normal
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._steps_probe is not None:
+            self._steps_batch_end()
+            return
         self._steps += self._spe
         if not self._due:
             return
@@ -198,10 +306,13 @@ class GradientNoiseScale(keras.callbacks.Callback):
                                  "trace": trace, "batch_size": b_big})
 
     def on_epoch_end(self, epoch, logs=None):
+        self._collect_steps()
         if logs is not None and not self._persistent:
             logs["gradient_noise_scale"] = float(self.b_simple)
 
     def on_train_end(self, logs=None):
+        if self._persistent and self._steps_probe is not None:
+            return
         if self._persistent and self._normal is not None:
             self.model.train_function = self._normal  # kept for the next `fit`
             return
@@ -209,6 +320,10 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     def release(self):
         """Put Keras' own train function back (also after an interrupted fit)."""
+        if self._steps_probe is not None and self._steps_probe.installed:
+            self._collect_steps()
+            self._steps_probe.uninstall()
+            self.model.make_train_function(force=True)
         if self._normal is not None:
             self.model.train_function = self._normal
             self._normal = self._measuring = None
@@ -216,6 +331,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
     def get_config(self):
         return {"interval": self.interval,
                 "num_micro_batches": self.num_micro_batches, "beta": self.beta,
+                "method": self.method, "batch_size": self.batch_size,
                 "persistent": self._persistent}
 
 

@@ -81,15 +81,14 @@ class _Run:
 
 
 class _EpochControl(keras.callbacks.Callback):
-    """Inside one epoch's `fit`: the LR of every step, the counts, the logs,
-    the decision for the next epoch, and the end of the `fit` call."""
+    """First in the list, inside one epoch's `fit`: the LR of every step, the
+    counts, the logs (before the user's callbacks read them) and the
+    decision for the next epoch."""
 
-    def __init__(self, run, gns, decide, base_lr, base_batch, state_path):
+    def __init__(self, run, gns, decide, base_lr, base_batch):
         super().__init__()
         self.run, self.gns, self.decide = run, gns, decide
         self.base_lr, self.base_batch = base_lr, base_batch
-        self.state_path = state_path
-        self.user_stopped = False
         self.decision = None
         self._start = 0
         self._steps = 0
@@ -108,14 +107,6 @@ class _EpochControl(keras.callbacks.Callback):
             step = (run.samples + updates_done * run.batch_size) / self.base_batch
             base = float(keras.ops.convert_to_numpy(base(step)))
         return base * ratio
-
-    def on_train_begin(self, logs=None):
-        # after a `BackupAndRestore` earlier in the list has loaded its
-        # checkpoint (whose optimizer layout is the one before this change)
-        accumulation = self.run.batch_size // self.run.micro_batch_size
-        _configure(self.model, accumulation)
-        if accumulation > 1:
-            self.run.accumulators = True
 
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model
@@ -141,12 +132,12 @@ class _EpochControl(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model, run = self.model, self.run
-        self.user_stopped = bool(model.stop_training)
         end = _optimizer.schedule_step(model.optimizer)
         k = self._accumulate
         updates = end // k - self._start // k
         run.samples += updates * run.batch_size
         run.warmup_left = max(0, run.warmup_left - updates)
+        self.gns.collect()
         for entry in self.gns.history:
             run.g_sq.append(entry["g_sq"])
             run.trace.append(entry["trace"])
@@ -162,10 +153,70 @@ class _EpochControl(keras.callbacks.Callback):
             logs["noise_scale_low"], logs["noise_scale_high"] = decision.interval
         run.epoch = epoch + 1
         _apply(run, decision)
+
+
+class _Continuing(keras.callbacks.Callback):
+    """A user's callback seen as in one `fit`: its `on_train_begin` runs in
+    the first epoch's `fit` only and its `on_train_end` once, at the end of
+    the run (so `EarlyStopping`, `ReduceLROnPlateau`, `CSVLogger` and a
+    `BackupAndRestore` keep their state from epoch to epoch)."""
+
+    def __init__(self, callback):
+        super().__init__()
+        self.callback = callback
+        self.started = False
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        if not self.started:
+            self.started = True
+            self.callback.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        pass  # `fit_adaptive` ends it once, when the run is complete
+
+    def __getattribute__(self, name):
+        if name.startswith("on_") and name not in ("on_train_begin",
+                                                   "on_train_end"):
+            return getattr(object.__getattribute__(self, "callback"), name)
+        return object.__getattribute__(self, name)
+
+
+class _Tail(keras.callbacks.Callback):
+    """Last in the list: sets up the epoch's accumulation after a
+    `BackupAndRestore` has loaded its checkpoint (whose optimizer has the
+    layout of before this change), and ends the epoch's `fit` and writes
+    kbatch's state after it has saved one."""
+
+    def __init__(self, run, gns, window, state_path):
+        super().__init__()
+        self.run, self.gns, self.window = run, gns, window
+        self.state_path = state_path
+        self.user_stopped = False
+
+    def on_train_begin(self, logs=None):
+        accumulation = self.run.batch_size // self.run.micro_batch_size
+        _configure(self.model, accumulation)
+        if accumulation > 1:
+            self.run.accumulators = True
+        # accumulated micro-batches share the weights: an exact window
+        self.gns.set_step_window(accumulation if accumulation > 1 else self.window,
+                                 self.run.micro_batch_size)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.user_stopped = bool(self.model.stop_training)  # EarlyStopping, ...
+        self.model.stop_training = True  # one epoch per `fit` call
+        forget_restored_epoch(self.model)  # a loaded checkpoint's epoch: used
         if self.state_path:
             with open(self.state_path, "w", encoding="utf-8") as f:
-                json.dump(run.to_dict(), f)
-        model.stop_training = True  # one epoch per `fit` call
+                json.dump(self.run.to_dict(), f)
 
 
 def _apply(run, decision):
@@ -216,8 +267,7 @@ def fit_adaptive(
     min_batch_size: int | None = None,
     max_batch_size: int | None = None,
     max_micro_batch_size: int | None = None,
-    interval: int = 20,
-    num_micro_batches: int = 4,
+    window: int = 4,
     min_measurements: int = 6,
     warmup_steps: int = 20,
     callbacks=None,
@@ -227,14 +277,15 @@ def fit_adaptive(
     """Train with a batch size that follows the measured gradient noise scale.
 
     Starts at `batch_size` with the model's compiled learning rate, measures
-    `B_simple` every `interval` steps, and at each epoch's end moves the batch
-    in power-of-two steps (at most x4 per epoch) toward `fraction * B_simple`
-    when the 90% interval of the estimate lies clearly past the next step: up
-    when `fraction * low >= 2 * batch`, down when `fraction * high < batch / 2`
-    (`kbatch.scaling.adaptive_rule`). At each change the learning rate follows
-    `rule`, warmed up linearly over `warmup_steps` updates when it rises. Every
-    epoch is one pass over the data, so the run sees the same samples as a
-    fixed-batch run of `epochs` epochs, in fewer updates.
+    `B_simple` from the gradients of its own steps (no extra pass), and at each
+    epoch's end moves the batch in power-of-two steps (at most x4 per epoch)
+    toward `fraction * B_simple` when the 90% interval of the estimate lies
+    clearly past the next step: up when `fraction * low >= 2 * batch`, down
+    when `fraction * high < batch / 2` (`kbatch.scaling.adaptive_rule`). At
+    each change the learning rate follows `rule`, warmed up linearly over
+    `warmup_steps` updates when it rises. Every epoch is one pass over the
+    data, so the run sees the same samples as a fixed-batch run of `epochs`
+    epochs, in fewer updates.
 
     A batch above `max_micro_batch_size`, or one that runs out of memory
     (the backend's out-of-memory error, on TensorFlow, JAX and PyTorch), is
@@ -270,9 +321,11 @@ def fit_adaptive(
         max_micro_batch_size: Integer. The largest batch known to fit in
             memory (e.g. from `kbatch.find_max_batch_size`); larger batches
             accumulate. Defaults to `None`: found by running out of memory.
-        interval: Integer. Measure the noise scale every `interval` steps (one
-            measurement costs about one step). Defaults to `20`.
-        num_micro_batches: Integer >= 2. For the noise scale. Defaults to `4`.
+        window: Integer >= 2. The noise scale compares the gradient of each
+            step with the mean of `window` consecutive ones (the gradients
+            `fit` computes anyway: no extra pass; `GradientNoiseScale(method=
+            "steps")`). Under accumulation, the micro-batches of an update.
+            Defaults to `4`.
         min_measurements: Integer. Measurements a decision needs. Defaults to
             `6`.
         warmup_steps: Integer. Updates over which a larger LR is reached.
@@ -297,8 +350,7 @@ def fit_adaptive(
     >>> model = keras.Sequential([keras.Input((8,)),
     ...                           keras.layers.Dense(2, activation="softmax")])
     >>> model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    >>> history = fit_adaptive(model, x, y, batch_size=16, epochs=3, interval=4,
-    ...                        verbose=0)
+    >>> history = fit_adaptive(model, x, y, batch_size=16, epochs=3, verbose=0)
     >>> sorted(history.history)[:4]
     ['batch_size', 'learning_rate', 'loss', 'micro_batch_size']
     """
@@ -309,11 +361,11 @@ def fit_adaptive(
         if reserved in fit_kwargs:
             raise ValueError(f"Argument `{reserved}` is set by fit_adaptive; do "
                              "not pass it.")
-    batch_size = check_int("batch_size", batch_size, minimum=num_micro_batches)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    window = check_int("window", window, minimum=2)
     epochs = check_int("epochs", epochs, minimum=1)
     fraction = check_number("fraction", fraction, low=0.0, high=1.0,
                             low_inclusive=False)
-    interval = check_int("interval", interval, minimum=1)
     min_measurements = check_int("min_measurements", min_measurements, minimum=2)
     warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     verbose = check_verbose(verbose)
@@ -370,9 +422,7 @@ def fit_adaptive(
             run.batch_size, g, t, sizes=sizes, fraction=fraction,
             min_measurements=min_measurements)
 
-    delete_checkpoint = getattr(backup, "delete_checkpoint", False)
-    if backup is not None:  # it would delete its checkpoint after each epoch
-        backup.delete_checkpoint = False
+    continuing = [_Continuing(c) for c in callbacks]
     merged = keras.callbacks.History()
     merged.history, merged.epoch = {}, []
     changes = []
@@ -382,23 +432,27 @@ def fit_adaptive(
     if run.accumulators:  # the checkpoint holds accumulators: build them
         _configure(model, 2)
         _configure(model, 1)
-    gns = GradientNoiseScale(interval=interval, num_micro_batches=num_micro_batches,
-                             persistent=True)
+    # the sums of fit's own step gradients, installed once for the whole run
+    # (before any checkpoint is loaded: on JAX they are optimizer variables)
+    gns = GradientNoiseScale(num_micro_batches=window, method="steps",
+                             batch_size=batch_size, persistent=True)
+    gns.set_model(model)
+    gns.on_train_begin()
     try:
         while run.epoch < epochs:
             epoch = run.epoch
             before = run.batch_size
             run.micro_batch_size = _micro_batch(run, max_micro_batch_size)
             snapshot = TrainingState.capture(model)
-            control = _EpochControl(run, gns, decide, base_lr, batch_size,
-                                    state_path)
+            control = _EpochControl(run, gns, decide, base_lr, batch_size)
+            tail = _Tail(run, gns, window, state_path)
             try:
                 history = model.fit(
                     **_data.rebatched(x, y, run.micro_batch_size, model,
                                       "fit_adaptive"),
                     initial_epoch=epoch, epochs=epochs,
                     validation_data=validation_data,
-                    callbacks=[*callbacks, control, gns],
+                    callbacks=[control, *continuing, tail, gns],
                     verbose=verbose, **fit_kwargs)
             except Exception as error:
                 gns.release()
@@ -435,7 +489,7 @@ def fit_adaptive(
                         f"({low:.0f}..{high:.0f}); batch {before} -> "
                         f"{run.batch_size} from epoch {run.epoch + 1}, LR x"
                         f"{run.ratio / run.previous_ratio:.3g}.")
-            if control.user_stopped or len(history.epoch) == 0:
+            if tail.user_stopped or len(history.epoch) == 0:
                 break
     finally:
         gns.release()
@@ -443,10 +497,9 @@ def fit_adaptive(
         _restore_lr(model, original_lr, original_value)
         model.stop_training = False
         forget_restored_epoch(model)
-        if backup is not None:
-            backup.delete_checkpoint = delete_checkpoint
-    if backup is not None and delete_checkpoint:
-        backup.on_train_end()  # the run is complete: its checkpoint goes
+    last = {k: v[-1] for k, v in merged.history.items() if v}
+    for callback in callbacks:  # the run is complete (a checkpoint goes)
+        callback.on_train_end(last)
     merged.set_model(model)
     merged.params = {"epochs": epochs, "batch_sizes": sizes,
                      "changes": changes, "fraction": fraction}

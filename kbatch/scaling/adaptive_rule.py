@@ -92,13 +92,12 @@ def next_batch_size(batch_size, g_sq, trace, *, sizes, fraction=0.5,
             f"batch_size={batch_size} is not one of the allowed sizes {sizes}.")
     pairs = [(g, t) for g, t in zip(g_sq, trace)
              if math.isfinite(g) and math.isfinite(t)]
-    if len(pairs) < min_measurements:
-        nan = math.nan
-        return Decision(batch_size, nan, (nan, nan), "too few measurements")
     g = [p[0] for p in pairs]
     t = [p[1] for p in pairs]
-    estimate = estimators.b_simple(g, t)
+    estimate = estimators.b_simple(g, t) if pairs else math.nan
     low, high = estimators.bootstrap_interval(g, t, confidence)
+    if len(pairs) < min_measurements:
+        return Decision(batch_size, estimate, (low, high), "too few measurements")
     index = sizes.index(batch_size)
     steps = max(1, round(math.log2(max_growth)))
     target_low, target_high = fraction * low, fraction * high

@@ -29,7 +29,7 @@ def _sgd(lr=0.05):
 
 
 def _grow(model, epochs=4, **kwargs):
-    kwargs = {"batch_size": 16, "interval": 2, "fraction": 1.0, "verbose": 0,
+    kwargs = {"batch_size": 16, "fraction": 1.0, "verbose": 0,
               **kwargs}
     return kbatch.fit_adaptive(model, X, Y_NOISE, epochs=epochs, **kwargs)
 
@@ -81,7 +81,7 @@ def test_the_batch_grows_where_the_noise_scale_is_large_same_samples_per_epoch()
 def test_the_batch_falls_where_the_noise_scale_is_small():
     model = _sgd()
     history = kbatch.fit_adaptive(model, X, Y, batch_size=128, min_batch_size=8,
-                                  epochs=3, interval=1, verbose=0)
+                                  epochs=3, verbose=0)
     sizes = history.history["batch_size"]
     assert sizes[0] == 128 and sizes[-1] < 128
     assert all(b <= a for a, b in itertools.pairwise(sizes))
@@ -193,6 +193,7 @@ class _FailIn(keras.callbacks.Callback):
     def __init__(self, error):
         super().__init__()
         self.error, self.states, self.first = error, [], None
+        self.updates = []
 
     def on_train_batch_begin(self, batch, logs=None):
         size = self.params.get("steps")
@@ -203,6 +204,7 @@ class _FailIn(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.states.append(model_state(self.model))
+        self.updates.append(logs["updates"])
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
@@ -235,13 +237,18 @@ def test_backup_and_restore_resumes_after_a_change(tmp_path):
 
     class Start(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            starts.append(model_state(self.model))
+            starts.append((model_state(self.model)[0],
+                           int(self.model.optimizer.iterations.numpy())))
 
     history = _grow(resumed, epochs=4, max_micro_batch_size=32, callbacks=[
         keras.callbacks.BackupAndRestore(backup_dir), Start()])
     assert history.epoch == list(range(done, 4))
     assert history.history["batch_size"][0] > 16  # the size chosen before the crash
-    assert_same_state(fail.states[-1], starts[0])
+    # the weights and the update count of the last completed epoch (the
+    # optimizer may have gained the accumulators of the resumed batch since)
+    weights_resumed, updates_resumed = starts[0]
+    assert_same_state((fail.states[-1][0], []), (weights_resumed, []))
+    assert updates_resumed == sum(fail.updates)
     assert not os.path.exists(backup_dir)  # complete: the checkpoint is gone
     assert resumed.fit(X, Y, batch_size=64, epochs=1, verbose=0).epoch == [0]
 
@@ -262,7 +269,8 @@ def test_plot_shows_batch_size_noise_scale_and_lr(tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"fraction": 0.0}, "fraction"),
-    ({"batch_size": 2}, "batch_size"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"window": 1}, "window"),
     ({"steps_per_epoch": 3}, "set by fit_adaptive"),
     ({"min_batch_size": 64}, "min_batch_size"),
     ({"rule": "cubic"}, "rule"),
@@ -282,3 +290,16 @@ def test_an_optimizer_that_already_accumulates_is_refused():
         0.05, gradient_accumulation_steps=2))
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         kbatch.fit_adaptive(model, X, Y, batch_size=16, epochs=1, verbose=0)
+
+
+def test_user_callbacks_see_one_run_and_kbatchs_values(tmp_path):
+    log = tmp_path / "log.csv"
+    stop = keras.callbacks.EarlyStopping("loss", patience=1, min_delta=10.0)
+    history = _grow(_sgd(), epochs=6, callbacks=[
+        keras.callbacks.CSVLogger(str(log)), stop])
+    # patience is counted across the per-epoch `fit` calls: stops after 2
+    assert history.epoch == [0, 1]
+    assert stop.stopped_epoch == 1
+    rows = log.read_text().splitlines()
+    assert len(rows) == 3  # header + both epochs: the file was not restarted
+    assert {"batch_size", "noise_scale", "updates"} <= set(rows[0].split(","))

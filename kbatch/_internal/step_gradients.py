@@ -1,0 +1,128 @@
+"""The gradients `fit` already computes, summed for the gradient noise scale.
+
+Each training step hands its gradient to the optimizer's `apply`. Wrapping
+that method (on the optimizer that owns the update, so a `LossScaleOptimizer`
+passes unscaled, finite gradients) gives, at no extra forward or backward
+pass, `|g_t|^2` of every step and the mean of `window` consecutive step
+gradients `g_t`, whose squared norm is that of a `window` times larger batch.
+Under gradient accumulation the `window` micro-batches of one update share
+the weights, so the pair is exactly the two-batch measurement of McCandlish
+et al.; without it the weights move between the steps of a window, a small
+bias (measured in docs/adaptive.md) for a free estimate on every sample.
+
+The sums live in optimizer variables (so a compiled JAX step carries them in
+its state) and are updated without branches (`where`), which every backend
+compiles. Finished windows go to a ring of `capacity` slots that the caller
+reads at most every `capacity` windows.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from kbatch._internal import optimizer as _optimizer
+
+__all__ = ["StepGradients"]
+
+ops = keras.ops
+
+
+class StepGradients:
+    """Install on a compiled, built model; `read()` the finished windows."""
+
+    def __init__(self, model, window: int, capacity: int = 256):
+        self.model = model
+        self.window = int(window)
+        self.capacity = int(capacity)
+        self._base = None
+        self._variables = None
+        self._read = 0
+
+    @property
+    def installed(self) -> bool:
+        return self._base is not None
+
+    def install(self):
+        """Create the sums and wrap `apply`. Re-create the train function
+        afterwards (`model.make_train_function(force=True)`)."""
+        base = _optimizer.base_optimizer(self.model.optimizer)
+        trainable = list(base._trainable_variables)
+        shapes = [tuple(v.shape) for v in trainable]
+        sums = _optimizer.add_variables(base, shapes, "kbatch_gns_sum")
+        scalars = _optimizer.add_variables(
+            base, [(), (), (self.capacity,), (self.capacity,), (), ()], "kbatch_gns")
+        small, count, ring_small, ring_big, index, window = scalars
+        window.assign(float(self.window))
+        self._variables = sums + scalars
+        self._rings = (ring_small, ring_big, index)
+        self._window = window
+        original = base.apply
+        capacity = self.capacity
+        slots = np.arange(capacity, dtype="float32")
+
+        def measuring_apply(grads, trainable_variables=None):
+            grads = list(grads)
+            variables = trainable if trainable_variables is None else list(
+                trainable_variables)
+            by_id = {id(v): g for v, g in zip(variables, grads)}
+            square = 0.0
+            totals = []
+            for variable, total in zip(trainable, sums):
+                g = by_id.get(id(variable))
+                g = (ops.zeros(total.shape, "float32") if g is None
+                     else ops.cast(g, "float32"))
+                square = square + ops.sum(ops.square(g))
+                totals.append(total + g)
+            counted = count + 1.0
+            done = ops.greater_equal(counted, window)
+            big = 0.0
+            for t in totals:
+                big = big + ops.sum(ops.square(t / window))
+            slot = ops.mod(index, capacity)
+            write = ops.logical_and(done, ops.equal(slots, slot))
+            ring_small.assign(ops.where(write, (small + square) / window, ring_small))
+            ring_big.assign(ops.where(write, big, ring_big))
+            index.assign(index + ops.cast(done, "float32"))
+            keep = 1.0 - ops.cast(done, "float32")
+            for total, t in zip(sums, totals):
+                total.assign(t * keep)
+            small.assign((small + square) * keep)
+            count.assign(counted * keep)
+            return original(grads, trainable_variables) if (
+                trainable_variables is not None) else original(grads)
+
+        base.apply = measuring_apply
+        self._base = base
+
+    def set_window(self, window: int):
+        """Windows of `window` steps from now on (the current one restarts)."""
+        self.window = int(window)
+        if self._base is not None:
+            self._window.assign(float(window))
+            for variable in self._variables[:-6]:
+                variable.assign(ops.zeros(variable.shape, "float32"))
+            self._variables[-5].assign(0.0)  # the step count of the window
+            self._variables[-6].assign(0.0)  # its sum of squares
+
+    def uninstall(self):
+        """Put `apply` back and take the sums off the optimizer."""
+        if self._base is None:
+            return
+        if "apply" in vars(self._base):
+            del self._base.apply
+        _optimizer.remove_variables(self._base, self._variables)
+        self._base = None
+
+    def read(self):
+        """`(mean |g_t|^2, |mean g_t|^2)` of each window finished since the
+        last read (at most `capacity`; older ones are lost)."""
+        ring_small, ring_big, index = self._rings
+        total = int(ops.convert_to_numpy(index.value))
+        small = ops.convert_to_numpy(ring_small.value)
+        big = ops.convert_to_numpy(ring_big.value)
+        first = max(self._read, total - self.capacity)
+        pairs = [(float(small[i % self.capacity]), float(big[i % self.capacity]))
+                 for i in range(first, total)]
+        self._read = total
+        return pairs
