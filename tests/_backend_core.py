@@ -19,6 +19,8 @@ import keras_tuner
 import numpy as np
 from conftest import assert_same_state
 from conftest import classification_data
+from conftest import exact_b_simple
+from conftest import logistic_problem
 from conftest import make_classifier
 from conftest import model_state
 
@@ -192,17 +194,73 @@ def _():
     assert history.history["updates"] == [16, 4]
 
 
-@check("the noise scale refuses this backend with what to do")
+@check("noise scale: the same estimates as TensorFlow, same weights and batches")
 def _():
-    if BACKEND in _backend.GRADIENTS:
-        return
-    model = trained()
-    try:
-        kbatch.measure_noise_scale(model, x, y, batch_size=32, num_steps=3)
-    except NotImplementedError as error:
-        assert "KERAS_BACKEND=tensorflow" in str(error)
-    else:
-        raise AssertionError("measure_noise_scale ran on " + BACKEND)
+    fixture = np.load(os.path.join(sys.argv[1], "noise_fixture.npz"))
+    model = make_classifier()
+    model.set_weights([fixture[f"w{i}"] for i in range(len(model.weights))])
+    model.optimizer.build(model.trainable_variables)
+    before = model_state(model)
+    result = kbatch.measure_noise_scale(model, fixture["x"], fixture["y"],
+                                        batch_size=64, num_steps=4, seed=0,
+                                        verbose=0)
+    np.testing.assert_allclose(result.g_sq, fixture["g_sq"], rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(result.trace, fixture["trace"], rtol=2e-3)
+    assert_same_state(before, model_state(model))
+
+
+@check("noise scale: exact B_simple of a logistic regression")
+def _():
+    errors = []
+    for seed in (0, 1):
+        model, lx, ly = logistic_problem(seed)
+        exact = exact_b_simple(model, lx, ly)
+        result = kbatch.measure_noise_scale(model, lx, ly, batch_size=256,
+                                            num_steps=60, num_micro_batches=8,
+                                            seed=seed, verbose=0)
+        errors.append(abs(result.b_simple - exact) / exact)
+    assert np.mean(errors) < 0.2, errors
+
+
+@check("noise scale in fit from the step gradients: exact under accumulation")
+def _():
+    from kbatch._internal import optimizer as _optimizer
+
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.1))
+    model.optimizer.build(model.trainable_variables)
+    _optimizer.set_gradient_accumulation(model.optimizer, 4)
+    small, big = _backend.module().compiled_micro_batch_norms(model, 4)(
+        x[:64], y[:64], None, 1.0)
+    gns = kbatch.GradientNoiseScale(num_micro_batches=4, batch_size=16)
+    model.fit(x[:64], y[:64], batch_size=16, shuffle=False, epochs=1,
+              callbacks=[gns], verbose=0)
+    assert gns._resolved_method() == "steps" and len(gns.history) == 1
+    from kbatch.critical import estimators
+
+    g_sq, trace = estimators.two_batch_estimates(small, big, 16, 64)
+    np.testing.assert_allclose([gns.history[0]["g_sq"], gns.history[0]["trace"]],
+                               [g_sq, trace], rtol=1e-4)
+    assert len(model.optimizer.variables) == 2 + 4  # the sums were taken off
+
+
+@check("fit_adaptive: grows, and accumulates past an injected out-of-memory")
+def _():
+    noisy = np.random.default_rng(0).integers(0, 3, size=len(x)).astype("int32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+                              OutOfMemoryAbove(16), keras.layers.Dense(3),
+                              keras.layers.Activation("softmax")])
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
+                  run_eagerly=True)
+    history = kbatch.fit_adaptive(model, x, noisy, batch_size=8, epochs=5,
+                                  max_batch_size=64, fraction=1.0,
+                                  min_measurements=4, verbose=0)
+    sizes = history.history["batch_size"]
+    micro = history.history["micro_batch_size"]
+    assert max(sizes) > 16 and max(micro) <= 16, (sizes, micro)
+    assert int(model.optimizer.iterations.numpy()) == sum(history.history["updates"])
+    from kbatch._internal import optimizer as _optimizer
+
+    assert _optimizer.gradient_accumulation_steps(model.optimizer) == 1
 
 
 @check("BatchLRHyperModel search with cached range tests")

@@ -154,3 +154,33 @@ def small_digits(train=512, val=200):
     return dataclasses.replace(data, x_train=data.x_train[:train],
                                y_train=data.y_train[:train],
                                x_val=data.x_val[:val], y_val=data.y_val[:val])
+
+
+def logistic_problem(seed):
+    """A softmax regression trained one epoch, with its data (8192 samples)."""
+    rng = np.random.default_rng(seed)
+    n, d, c = 8192, 10, 3
+    x = rng.normal(size=(n, d)).astype("float32")
+    w = rng.normal(size=(d, c))
+    y = np.argmax(x @ w + rng.gumbel(size=(n, c)), axis=1).astype("int32")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((d,)),
+                              keras.layers.Dense(c, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+    return model, x, y
+
+
+def exact_b_simple(model, x, y):
+    """tr(Sigma) / |G|^2 from per-example gradients, in float64 NumPy."""
+    weights, bias = (v.numpy().astype("float64") for v in model.trainable_variables)
+    logits = x @ weights + bias
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    delta = p.copy()
+    delta[np.arange(len(y)), y] -= 1.0  # d loss / d logits, per example
+    per_example = np.concatenate(
+        [(x[:, :, None] * delta[:, None, :]).reshape(len(y), -1), delta], axis=1)
+    mean = per_example.mean(axis=0)
+    trace = ((per_example - mean) ** 2).sum(axis=1).mean()
+    return trace / (mean @ mean)

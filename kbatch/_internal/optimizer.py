@@ -274,7 +274,7 @@ def set_gradient_accumulation(optimizer, steps: int):
         ]
     for accumulator in getattr(base, "_accumulated_gradients", None) or []:
         if accumulator is not None:
-            accumulator.assign(keras.ops.zeros_like(accumulator))
+            accumulator.assign(keras.ops.zeros(accumulator.shape, accumulator.dtype))
     updates = int(keras.ops.convert_to_numpy(base._iterations)) // old
     base.gradient_accumulation_steps = steps if steps > 1 else None
     base._iterations.assign(updates * steps)

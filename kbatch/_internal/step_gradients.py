@@ -73,21 +73,23 @@ class StepGradients:
                 g = (ops.zeros(total.shape, "float32") if g is None
                      else ops.cast(g, "float32"))
                 square = square + ops.sum(ops.square(g))
-                totals.append(total + g)
-            counted = count + 1.0
-            done = ops.greater_equal(counted, window)
+                totals.append(total.value + g)
+            size = window.value
+            counted = count.value + 1.0
+            done = ops.greater_equal(counted, size)
             big = 0.0
             for t in totals:
-                big = big + ops.sum(ops.square(t / window))
-            slot = ops.mod(index, capacity)
+                big = big + ops.sum(ops.square(t / size))
+            mean_small = (small.value + square) / size
+            slot = ops.mod(index.value, capacity)
             write = ops.logical_and(done, ops.equal(slots, slot))
-            ring_small.assign(ops.where(write, (small + square) / window, ring_small))
-            ring_big.assign(ops.where(write, big, ring_big))
-            index.assign(index + ops.cast(done, "float32"))
+            ring_small.assign(ops.where(write, mean_small, ring_small.value))
+            ring_big.assign(ops.where(write, big, ring_big.value))
+            index.assign(index.value + ops.cast(done, "float32"))
             keep = 1.0 - ops.cast(done, "float32")
             for total, t in zip(sums, totals):
                 total.assign(t * keep)
-            small.assign((small + square) * keep)
+            small.assign((small.value + square) * keep)
             count.assign(counted * keep)
             return original(grads, trainable_variables) if (
                 trainable_variables is not None) else original(grads)

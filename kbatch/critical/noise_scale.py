@@ -161,7 +161,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
     def _resolved_method(self):
         if self.method != "auto":
             return self.method
-        return ("micro_batches" if keras.config.backend() in _backend.GRADIENTS
+        return ("micro_batches"
+                if keras.config.backend() in _backend.IN_FIT_MICRO_BATCHES
                 else "steps")
 
     def on_train_begin(self, logs=None):
@@ -175,6 +176,12 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self._reset()
         if getattr(model, "optimizer", None) is None:
             raise ValueError("`GradientNoiseScale` needs a compiled model.")
+        if keras.config.backend() not in _backend.IN_FIT_MICRO_BATCHES:
+            raise NotImplementedError(
+                "GradientNoiseScale(method='micro_batches') splits the batch "
+                "inside TensorFlow's train step; on the "
+                f"{keras.config.backend()!r} backend use method='steps' (the "
+                "default there), which measures with fit's own gradients.")
         backend = _backend.current()
         _refuse_distributed(model, "GradientNoiseScale")
         self._spe = int(getattr(model, "steps_per_execution", 1) or 1)

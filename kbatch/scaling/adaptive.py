@@ -455,11 +455,9 @@ def fit_adaptive(
                     callbacks=[control, *continuing, tail, gns],
                     verbose=verbose, **fit_kwargs)
             except Exception as error:
-                gns.release()
+                snapshot.restore()  # first: on JAX a failed step loses the state
                 if not _backend.is_oom(error) or run.micro_batch_size < 2:
-                    snapshot.restore()
                     raise
-                snapshot.restore()
                 run.fails = run.micro_batch_size
                 run.epoch = epoch
                 if verbose:
@@ -471,7 +469,6 @@ def fit_adaptive(
                         "(each size past the limit costs one failed try).")
                 continue
             except BaseException:
-                gns.release()
                 snapshot.restore()
                 raise
             if run.micro_batch_size > run.fits:

@@ -8,46 +8,19 @@ import numpy as np
 import pytest
 from conftest import assert_same_state
 from conftest import classification_data
+from conftest import exact_b_simple
+from conftest import logistic_problem
 from conftest import make_classifier
 from conftest import model_state
 
 import kbatch
 
 
-def _logistic_problem(seed):
-    rng = np.random.default_rng(seed)
-    n, d, c = 8192, 10, 3
-    x = rng.normal(size=(n, d)).astype("float32")
-    w = rng.normal(size=(d, c))
-    y = np.argmax(x @ w + rng.gumbel(size=(n, c)), axis=1).astype("int32")
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((d,)),
-                              keras.layers.Dense(c, activation="softmax")])
-    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=256, epochs=1, verbose=0)
-    return model, x, y
-
-
-def _exact_b_simple(model, x, y):
-    """tr(Sigma) / |G|^2 from per-example gradients, in float64 NumPy."""
-    weights, bias = (v.numpy().astype("float64") for v in model.trainable_variables)
-    logits = x @ weights + bias
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    delta = p.copy()
-    delta[np.arange(len(y)), y] -= 1.0  # d loss / d logits, per example
-    per_example = np.concatenate(
-        [(x[:, :, None] * delta[:, None, :]).reshape(len(y), -1), delta], axis=1)
-    mean = per_example.mean(axis=0)
-    trace = ((per_example - mean) ** 2).sum(axis=1).mean()
-    return trace / (mean @ mean)
-
-
 def test_measurement_recovers_the_exact_b_simple_of_a_logistic_regression():
     errors = []
     for seed in (0, 1, 2):
-        model, x, y = _logistic_problem(seed)
-        exact = _exact_b_simple(model, x, y)
+        model, x, y = logistic_problem(seed)
+        exact = exact_b_simple(model, x, y)
         result = kbatch.measure_noise_scale(model, x, y, batch_size=256,
                                             num_steps=60, num_micro_batches=8,
                                             seed=seed, verbose=0)
@@ -136,3 +109,51 @@ def test_bad_measurement_arguments(kwargs, error, pattern):
 def test_bad_callback_arguments(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         kbatch.GradientNoiseScale(**kwargs)
+
+
+def test_steps_method_under_accumulation_is_the_exact_micro_batch_measurement():
+    from kbatch._internal import backend as _backend
+    from kbatch._internal import optimizer as _optimizer
+    from kbatch.critical import estimators
+
+    x, y = classification_data(n=128)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.1))
+    model.optimizer.build(model.trainable_variables)
+    _optimizer.set_gradient_accumulation(model.optimizer, 4)
+    windows = []
+    for start in (0, 64):  # the weights change after the first update
+        small, big = _backend.module().compiled_micro_batch_norms(model, 4)(
+            x[start:start + 64], y[start:start + 64], None, 1.0)
+        windows.append(estimators.two_batch_estimates(float(small), float(big),
+                                                      16, 64))
+        if start == 0:
+            snapshot = model_state(model)
+            model.fit(x[:64], y[:64], batch_size=16, shuffle=False, verbose=0)
+    model.set_weights(snapshot[0][:len(model.weights)])
+    for variable, value in zip(model.optimizer.variables, snapshot[1]):
+        variable.assign(value)
+    gns = kbatch.GradientNoiseScale(method="steps", batch_size=16)
+    model.fit(x, y, batch_size=16, shuffle=False, callbacks=[gns], verbose=0)
+    measured = [(h["g_sq"], h["trace"]) for h in gns.history]
+    np.testing.assert_allclose(measured, windows, rtol=1e-4)
+    assert [h["batch_size"] for h in gns.history] == [64, 64]
+    # the sums are taken off the optimizer when `fit` ends
+    assert len(model.optimizer.variables) == len(snapshot[1])
+
+
+def test_steps_method_without_accumulation_tracks_the_exact_estimate():
+    """Consecutive steps move the weights between the gradients of a window:
+    not exact, but near the micro-batch measurement over the same epoch."""
+    model, x, y = logistic_problem(0)
+    exact = exact_b_simple(model, x, y)
+    gns = kbatch.GradientNoiseScale(method="steps")
+    model.optimizer.learning_rate = 0.01
+    model.fit(x, y, batch_size=64, epochs=1, callbacks=[gns], verbose=0)
+    assert gns.history[0]["batch_size"] == 256  # 4 steps of 64, inferred
+    assert len(gns.history) == len(x) // 256
+    assert 0.7 < gns.b_simple / exact < 1.4, (gns.b_simple, exact)
+
+
+def test_a_method_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match="method"):
+        kbatch.GradientNoiseScale(method="both")

@@ -15,7 +15,10 @@ import keras
 
 BACKENDS = ("tensorflow", "jax", "torch")
 # Backends with gradient code for the noise scale (`micro_batch_norms`).
-GRADIENTS = ("tensorflow",)
+GRADIENTS = ("tensorflow", "jax", "torch")
+# ... and with a train step that also measures, for
+# `GradientNoiseScale(method="micro_batches")` inside `fit`.
+IN_FIT_MICRO_BATCHES = ("tensorflow",)
 
 
 def module(name: str | None = None):

@@ -16,3 +16,55 @@ def device_facts():
         return None
     return {"kind": "gpu", "name": torch.cuda.get_device_name(0),
             "compute_capability": tuple(torch.cuda.get_device_capability(0))}
+
+
+def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale):
+    """Squared gradient norms of micro-batches and of their mean (see the
+    TensorFlow version): `(mean_i |g_i|^2, |mean_i g_i|^2)` as floats, in
+    float32 on unscaled gradients; non-trainable variables are put back."""
+    import keras
+    import torch
+
+    from kbatch._internal.losses import compute_loss
+
+    k = num_micro_batches
+    variables = model.trainable_variables
+    frozen = list(model.non_trainable_variables)
+    saved = [keras.ops.copy(v.value) for v in frozen]
+    params = [v.value for v in variables]
+
+    def part(structure, i):
+        if structure is None:
+            return None
+        return keras.tree.map_structure(
+            lambda t: torch.chunk(keras.ops.convert_to_tensor(t), k)[i], structure)
+
+    small = torch.zeros((), dtype=torch.float32)
+    total = None
+    try:
+        for i in range(k):
+            xi, yi, swi = part(x, i), part(y, i), part(sample_weight, i)
+            y_pred = model(xi, training=True)
+            loss = compute_loss(model, xi, yi, y_pred, swi, training=True)
+            loss = loss.to(torch.float32) * loss_scale
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = [torch.zeros_like(p, dtype=torch.float32) if g is None
+                     else g.to(torch.float32) / loss_scale
+                     for g, p in zip(grads, params)]
+            small = small + sum((g * g).sum() for g in grads)
+            total = grads if total is None else [a + g for a, g in zip(total, grads)]
+    finally:
+        for variable, value in zip(frozen, saved):
+            variable.assign(value)
+    big = sum(((t / k) ** 2).sum() for t in total)
+    return float(small / k), float(big)
+
+
+def compiled_micro_batch_norms(model, num_micro_batches):
+    """`micro_batch_norms` as one function of `(x, y, sw, scale)` (eager)."""
+
+    def run(x, y, sample_weight, loss_scale):
+        return micro_batch_norms(model, x, y, sample_weight, num_micro_batches,
+                                 loss_scale)
+
+    return run
