@@ -98,6 +98,7 @@ def run_one(task, seed, how, data, fraction=None):
     x, y, xt, yt, classes = data
     epochs = TASKS[task][4]
     model = build(task, seed, x, classes)
+    keras.utils.set_random_seed(seed + 1000)  # the same data order for every run
     start = time.perf_counter()
     if how == "adaptive":
         kwargs = {} if fraction is None else {"fraction": fraction}
@@ -109,7 +110,6 @@ def run_one(task, seed, how, data, fraction=None):
         rule = kbatch.default_rule(model.optimizer)
         lr = TASKS[task][3] * scaling_factor(32, how, rule)
         model.optimizer.learning_rate = lr
-        keras.utils.set_random_seed(seed + 1000)
         model.fit(x, y, batch_size=how, epochs=epochs, verbose=0)
         steps = epochs * math.ceil(len(x) / how)
         sizes = [how] * epochs

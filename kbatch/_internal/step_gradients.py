@@ -12,15 +12,15 @@ bias (measured in docs/adaptive.md) for a free estimate on every sample.
 
 The sums live in optimizer variables (so a compiled JAX step carries them in
 its state) and are updated without branches (`where`), which every backend
-compiles. Finished windows go to a ring of `capacity` slots that the caller
-reads at most every `capacity` windows.
+compiles. Finished windows go to a ring of `capacity` slots, read at each epoch's end
+(`lost` counts those overwritten before).
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 
+from kbatch._internal import backend as _backend
 from kbatch._internal import optimizer as _optimizer
 
 __all__ = ["StepGradients"]
@@ -31,13 +31,14 @@ ops = keras.ops
 class StepGradients:
     """Install on a compiled, built model; `read()` the finished windows."""
 
-    def __init__(self, model, window: int, capacity: int = 256):
+    def __init__(self, model, window: int, capacity: int = 4096):
         self.model = model
         self.window = int(window)
         self.capacity = int(capacity)
         self._base = None
         self._variables = None
         self._read = 0
+        self.lost = 0
 
     @property
     def installed(self) -> bool:
@@ -59,7 +60,8 @@ class StepGradients:
         self._window = window
         original = base.apply
         capacity = self.capacity
-        slots = np.arange(capacity, dtype="float32")
+
+        state = self._eager = {"count": 0}  # eager runs: the window in Python
 
         def measuring_apply(grads, trainable_variables=None):
             grads = list(grads)
@@ -70,29 +72,70 @@ class StepGradients:
             totals = []
             for variable, total in zip(trainable, sums):
                 g = by_id.get(id(variable))
-                g = (ops.zeros(total.shape, "float32") if g is None
-                     else ops.cast(g, "float32"))
+                if g is None:
+                    totals.append(total.value)
+                    continue
+                g = ops.cast(g, "float32")
                 square = square + ops.sum(ops.square(g))
                 totals.append(total.value + g)
-            size = window.value
-            counted = count.value + 1.0
-            done = ops.greater_equal(counted, size)
+            if _backend.executing_eagerly(square):
+                _eager_window(state, square, totals)
+            else:
+                _compiled_window(square, totals)
+            return original(grads, trainable_variables) if (
+                trainable_variables is not None) else original(grads)
+
+        def _finish(square, totals, size):
+            """The window's pair, into the ring at the next slot."""
             big = 0.0
             for t in totals:
                 big = big + ops.sum(ops.square(t / size))
-            mean_small = (small.value + square) / size
-            slot = ops.mod(index.value, capacity)
-            write = ops.logical_and(done, ops.equal(slots, slot))
-            ring_small.assign(ops.where(write, mean_small, ring_small.value))
-            ring_big.assign(ops.where(write, big, ring_big.value))
+            return (small.value + square) / size, big
+
+        def _eager_window(state, square, totals):
+            state["count"] += 1
+            size = float(ops.convert_to_numpy(window.value))
+            if state["count"] < size:
+                for total, t in zip(sums, totals):
+                    total.assign(t)
+                small.assign(small.value + square)
+                return
+            state["count"] = 0
+            mean_small, big = _finish(square, totals, size)
+            slot = int(ops.convert_to_numpy(index.value)) % capacity
+            ring_small.assign(ops.slice_update(ring_small.value, [slot],
+                                               ops.reshape(mean_small, (1,))))
+            ring_big.assign(ops.slice_update(ring_big.value, [slot],
+                                             ops.reshape(big, (1,))))
+            index.assign(index.value + 1.0)
+            for total in sums:
+                total.assign(ops.zeros(total.shape, "float32"))
+            small.assign(0.0)
+
+        def _compiled_window(square, totals):
+            # branch-free (every backend compiles it): only the pair of a
+            # finished window is computed (`cond`), and one slot written
+            size = window.value
+            counted = count.value + 1.0
+            done = ops.greater_equal(counted, size)
+            mean_small, big = ops.cond(
+                done, lambda: _finish(square, totals, size),
+                lambda: (ops.zeros((), "float32"), ops.zeros((), "float32")))
+            slot = ops.cast(ops.mod(index.value, capacity), "int32")
+            old_small = ops.slice(ring_small.value, [slot], [1])
+            old_big = ops.slice(ring_big.value, [slot], [1])
+            ring_small.assign(ops.slice_update(
+                ring_small.value, [slot],
+                ops.where(done, ops.reshape(mean_small, (1,)), old_small)))
+            ring_big.assign(ops.slice_update(
+                ring_big.value, [slot],
+                ops.where(done, ops.reshape(big, (1,)), old_big)))
             index.assign(index.value + ops.cast(done, "float32"))
             keep = 1.0 - ops.cast(done, "float32")
             for total, t in zip(sums, totals):
                 total.assign(t * keep)
             small.assign((small.value + square) * keep)
             count.assign(counted * keep)
-            return original(grads, trainable_variables) if (
-                trainable_variables is not None) else original(grads)
 
         base.apply = measuring_apply
         self._base = base
@@ -105,6 +148,7 @@ class StepGradients:
             for variable in self._variables[:-6]:
                 variable.assign(ops.zeros(variable.shape, "float32"))
             self._variables[-5].assign(0.0)  # the step count of the window
+            self._eager["count"] = 0
             self._variables[-6].assign(0.0)  # its sum of squares
 
     def uninstall(self):
@@ -124,6 +168,7 @@ class StepGradients:
         small = ops.convert_to_numpy(ring_small.value)
         big = ops.convert_to_numpy(ring_big.value)
         first = max(self._read, total - self.capacity)
+        self.lost += first - self._read
         pairs = [(float(small[i % self.capacity]), float(big[i % self.capacity]))
                  for i in range(first, total)]
         self._read = total

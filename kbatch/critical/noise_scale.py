@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
@@ -31,13 +32,15 @@ __all__ = [
 METHODS = ("auto", "micro_batches", "steps")
 
 
-def _samples_per_step(model):
-    """Samples averaged in the last step, from the loss tracker's count."""
+def _samples_per_step(model, steps):
+    """Samples per step of the epoch so far, from the loss tracker's count
+    over the epoch's `steps`."""
+    if not steps:
+        return None
     for metric in getattr(model, "metrics", []):
         if metric.name == "loss" and hasattr(metric, "count"):
-            steps = int(getattr(model, "steps_per_execution", 1) or 1)
             seen = float(keras.ops.convert_to_numpy(metric.count))
-            return max(1, round(seen / steps)) if seen > 0 else None
+            return max(1, math.ceil(seen / steps)) if seen > 0 else None
     return None
 
 
@@ -140,11 +143,18 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self.beta = check_number("beta", beta, low=0.0, high=1.0,
                                  high_inclusive=False)
         self._persistent = bool(persistent)
+        if self._resolved_method() == "steps":
+            # no per-step hooks: Keras then dispatches the steps without
+            # waiting for each one's logs (on JAX a large part of a small
+            # model's step time)
+            self.on_train_batch_begin = self._no_batch_hook_begin
+            self.on_train_batch_end = self._no_batch_hook_end
         self._reset()
 
     def _reset(self):
         self._steps_probe = None
         self._step_batch = None
+        self._warned = False
         self.ema = estimators.NoiseScaleEMA(self.beta)
         self.history = []
         self._normal = None
@@ -157,6 +167,9 @@ class GradientNoiseScale(keras.callbacks.Callback):
     @property
     def b_simple(self) -> float:
         return self.ema.b_simple
+
+    _no_batch_hook_begin = keras.callbacks.Callback.on_train_batch_begin
+    _no_batch_hook_end = keras.callbacks.Callback.on_train_batch_end
 
     def _resolved_method(self):
         if self.method != "auto":
@@ -238,10 +251,12 @@ class GradientNoiseScale(keras.callbacks.Callback):
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         window = _optimizer.gradient_accumulation_steps(model.optimizer)
+        window = window if window > 1 else self.num_micro_batches
+        # the windows of an epoch are read at its end: room for all of them
+        steps = (self.params or {}).get("steps") or 0
         self._steps_probe = StepGradients(
-            model, window if window > 1 else self.num_micro_batches)
+            model, window, capacity=max(4096, steps // window + 2))
         self._steps_probe.install()
-        self._spe = int(getattr(model, "steps_per_execution", 1) or 1)
         model.make_train_function(force=True)
 
     def set_step_window(self, window: int, batch_size: int):
@@ -262,25 +277,25 @@ class GradientNoiseScale(keras.callbacks.Callback):
         probe = self._steps_probe
         if probe is None or not probe.installed:
             return
-        b_small = self.batch_size or self._step_batch
+        model = self.model  # on JAX, puts the state of `fit` back first
+        b_small = self.batch_size or self._step_batch or _samples_per_step(
+            model, (self.params or {}).get("steps"))
         if not b_small:
             return
-        self.model  # on JAX, puts the state of `fit` back into the variables  # noqa: B018
+        self._step_batch = b_small
         b_big = b_small * probe.window
-        for small, big in probe.read():
+        windows = probe.read()
+        if probe.lost and not self._warned:
+            self._warned = True
+            logging.getLogger("kbatch").warning(
+                "GradientNoiseScale: %d windows were overwritten before they "
+                "were read (more than %d in an epoch).", probe.lost, probe.capacity)
+        for small, big in windows:
+            self._steps += probe.window
             g_sq, trace = estimators.two_batch_estimates(small, big, b_small, b_big)
             if self.ema.update(g_sq, trace):
                 self.history.append({"step": self._steps, "g_sq": g_sq,
                                      "trace": trace, "batch_size": b_big})
-
-    def _steps_batch_end(self):
-        # (no `self.model` here: on JAX it would copy the state every step)
-        self._steps += self._spe
-        if self._step_batch is None and self.batch_size is None:
-            self._step_batch = _samples_per_step(self.model)
-        probe = self._steps_probe
-        if self._steps % max(1, probe.capacity * probe.window // 2) == 0:
-            self._collect_steps()
 
     # ---------------------------------- method "micro_batches": split the batch
     def on_train_batch_begin(self, batch, logs=None):
@@ -291,9 +306,6 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self.model.train_function = self._measuring if self._due else self._normal
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._steps_probe is not None:
-            self._steps_batch_end()
-            return
         self._steps += self._spe
         if not self._due:
             return

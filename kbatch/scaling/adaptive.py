@@ -263,7 +263,7 @@ def fit_adaptive(
     epochs: int,
     validation_data=None,
     rule="auto",
-    fraction: float = 0.125,
+    fraction: float = 0.25,
     min_batch_size: int | None = None,
     max_batch_size: int | None = None,
     max_micro_batch_size: int | None = None,
@@ -295,6 +295,11 @@ def fit_adaptive(
     half the micro-batch; sizes known not to fit are not tried again (on
     TensorFlow's CPU allocator each failed try costs ~10 s of retries).
 
+    An exception or Ctrl-C in the first epoch at a new size (after a change)
+    leaves the model as the last completed epoch left it: the state is copied
+    (host memory: the model and optimizer variables once) at such epochs.
+    Elsewhere an error leaves the model as `fit` would.
+
     Args:
         model: A compiled `keras.Model`. A learning-rate schedule it was
             compiled with is followed in samples (its step `s` is reached
@@ -312,9 +317,10 @@ def fit_adaptive(
             `kbatch.lr_for_batch_sizes` (its ratios, anchored at the compiled
             LR).
         fraction: Float in `(0, 1]`. The batch aimed at is `fraction *
-            B_simple`. Defaults to `0.125`: at `B = B_simple / 8` a run needs
-            about 1/8 more samples than at a tiny batch (McCandlish et al.) for
-            several times fewer steps.
+            B_simple`. Defaults to `0.25`: at `B = B_simple / 4` a run needs
+            about a quarter more samples than at a tiny batch (McCandlish et
+            al.) for several times fewer steps; chosen on the design tasks of
+            `benchmarks/bench_adaptive.py`.
         min_batch_size, max_batch_size: Bounds. Default: `batch_size`, and a
             tenth of the training samples (or `64 * batch_size` when they
             cannot be counted).
@@ -438,12 +444,17 @@ def fit_adaptive(
                              batch_size=batch_size, persistent=True)
     gns.set_model(model)
     gns.on_train_begin()
+    trained_at = None
     try:
         while run.epoch < epochs:
             epoch = run.epoch
             before = run.batch_size
             run.micro_batch_size = _micro_batch(run, max_micro_batch_size)
-            snapshot = TrainingState.capture(model)
+            # a copy of the state where a size is new (a change, or a
+            # micro-batch not known to fit): what an error there goes back to
+            sizes_now = (run.batch_size, run.micro_batch_size)
+            snapshot = (TrainingState.capture(model) if sizes_now != trained_at
+                        or run.micro_batch_size > run.fits else None)
             control = _EpochControl(run, gns, decide, base_lr, batch_size)
             tail = _Tail(run, gns, window, state_path)
             try:
@@ -455,6 +466,8 @@ def fit_adaptive(
                     callbacks=[control, *continuing, tail, gns],
                     verbose=verbose, **fit_kwargs)
             except Exception as error:
+                if snapshot is None:
+                    raise
                 snapshot.restore()  # first: on JAX a failed step loses the state
                 if not _backend.is_oom(error) or run.micro_batch_size < 2:
                     raise
@@ -469,8 +482,10 @@ def fit_adaptive(
                         "(each size past the limit costs one failed try).")
                 continue
             except BaseException:
-                snapshot.restore()
+                if snapshot is not None:
+                    snapshot.restore()
                 raise
+            trained_at = sizes_now
             if run.micro_batch_size > run.fits:
                 run.fits = run.micro_batch_size
             _merge(merged, history)

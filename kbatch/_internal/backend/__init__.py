@@ -70,6 +70,12 @@ def is_oom(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
+def executing_eagerly(value) -> bool:
+    """Whether the code that computed `value` runs op by op (PyTorch, a model
+    with `run_eagerly=True`), rather than being traced into a compiled step."""
+    return module().executing_eagerly(value)
+
+
 def device_facts() -> dict:
     """The accelerator Keras will run on: `{"kind": "gpu" | "tpu" | "cpu",
     "name": str, "compute_capability": (major, minor) | None}`."""

@@ -86,3 +86,9 @@ def compiled_micro_batch_norms(model, num_micro_batches):
         return float(small), float(big)
 
     return run
+
+
+def executing_eagerly(value) -> bool:
+    import jax
+
+    return not isinstance(value, jax.core.Tracer)

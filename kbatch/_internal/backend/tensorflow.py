@@ -110,3 +110,8 @@ def model_scope(model):
     if strategy is tf.distribute.get_strategy():  # the default strategy
         return contextlib.nullcontext()
     return strategy.scope()
+
+
+def executing_eagerly(value) -> bool:
+    del value
+    return tf.executing_eagerly()

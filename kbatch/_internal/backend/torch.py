@@ -68,3 +68,10 @@ def compiled_micro_batch_norms(model, num_micro_batches):
                                  loss_scale)
 
     return run
+
+
+def executing_eagerly(value) -> bool:
+    del value
+    import torch
+
+    return not torch.compiler.is_compiling()

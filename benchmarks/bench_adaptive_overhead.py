@@ -1,0 +1,155 @@
+"""The costs behind fit_adaptive, on each backend.
+
+1. Noise-scale overhead: the same `fit` (MNIST-1D MLP and CNN, batch 32) with
+   and without `GradientNoiseScale(method="steps")`, steady state (epochs
+   after the first), runs alternated in one process. Target: <= 5% of fit
+   time on each backend.
+2. Gradient accumulation: 4 micro-batches of 64 accumulated against one batch
+   of 256 (an MLP without batch norm, SGD with momentum, the same 3840 samples
+   in the same order):
+   the weights after 2 epochs (target: equal to float tolerance), and the
+   time of accumulation against the large batch.
+
+    python -m benchmarks.bench_adaptive_overhead [--backends tensorflow,jax,torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks._common import write_markdown
+from benchmarks._common import write_results
+
+NAME = "adaptive_overhead"
+
+
+def _child():
+    """Runs in a process whose KERAS_BACKEND is set; prints one JSON line."""
+    import time
+
+    import keras
+    import numpy as np
+
+    import kbatch
+    from kbatch import datasets
+    from kbatch import models
+    from kbatch._internal import optimizer as _optimizer
+
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    elif keras.config.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    data = datasets.load("mnist1d", validation_fraction=0.0)
+    x, y = data.x_train, data.y_train
+
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._start)
+
+    out = {"backend": keras.config.backend(), "overhead": {}}
+    for name in ("mlp", "cnn"):
+        build = models.build_mlp if name == "mlp" else models.build_cnn
+        keras.utils.set_random_seed(0)
+        model = build(x.shape[1:], 10, optimizer="momentum", learning_rate=0.01)
+        plain, measured = [], []
+        for _ in range(3):
+            for use in (False, True):
+                timer = EpochTimes()
+                callbacks = [timer] + ([kbatch.GradientNoiseScale(method="steps")]
+                                       if use else [])
+                model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                          callbacks=callbacks)
+                (measured if use else plain).extend(timer.times[1:])
+        ratio = float(np.median(measured) / np.median(plain) - 1.0)
+        out["overhead"][name] = {"plain_epoch_s": float(np.median(plain)),
+                                 "measured_epoch_s": float(np.median(measured)),
+                                 "overhead": ratio}
+
+    xs, ys = x[:3840], y[:3840]  # 15 batches of 256: the windows line up
+    keras.utils.set_random_seed(1)
+    big = models.build_mlp(x.shape[1:], 10, optimizer="momentum", learning_rate=0.05)
+    small = models.build_mlp(x.shape[1:], 10, optimizer="momentum", learning_rate=0.05)
+    small.set_weights(big.get_weights())
+    small.optimizer.build(small.trainable_variables)
+    _optimizer.set_gradient_accumulation(small.optimizer, 4)
+    times = {}
+    for label, model, batch in (("large", big, 256), ("accumulated", small, 64)):
+        timer = EpochTimes()
+        model.fit(xs, ys, batch_size=batch, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[timer])
+        times[label] = timer.times[1]
+    diffs = [float(np.max(np.abs(a - b)))
+             for a, b in zip(big.get_weights(), small.get_weights())]
+    scale = max(float(np.max(np.abs(w))) for w in big.get_weights())
+    out["accumulation"] = {
+        "max_abs_weight_difference": max(diffs),
+        "largest_weight": scale,
+        "equal": all(np.allclose(a, b, rtol=1e-4, atol=1e-5)
+                     for a, b in zip(big.get_weights(), small.get_weights())),
+        "large_epoch_s": times["large"], "accumulated_epoch_s": times["accumulated"],
+        "time_ratio": times["accumulated"] / times["large"],
+    }
+    print(json.dumps(out))
+
+
+def markdown(results):
+    lines = ["# Costs behind fit_adaptive", "",
+             "| backend | model | epoch without | with the noise scale | overhead "
+             "(target <= 5%) |", "|---|---|---|---|---|"]
+    for r in results:
+        for name, row in r["overhead"].items():
+            mark = "met" if row["overhead"] <= 0.05 else "missed"
+            lines.append(f"| {r['backend']} | {name} | {row['plain_epoch_s']:.2f} s | "
+                         f"{row['measured_epoch_s']:.2f} s | "
+                         f"{100 * row['overhead']:+.1f}% ({mark}) |")
+    lines += ["", "| backend | weights: accumulated 4 x 64 vs one batch of 256 | "
+              "time per epoch, accumulated / large |", "|---|---|---|"]
+    for r in results:
+        a = r["accumulation"]
+        lines.append(f"| {r['backend']} | max difference "
+                     f"{a['max_abs_weight_difference']:.2e} "
+                     f"({'equal' if a['equal'] else 'NOT equal'} at rtol 1e-4) | "
+                     f"{a['time_ratio']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child()
+        return
+    results = []
+    for backend in args.backends.split(","):
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_adaptive_overhead", "--child"],
+            env=env, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(done.stderr[-3000:])
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    write_results(NAME, {"results": results})
+    write_markdown(NAME, markdown(results))
+
+
+if __name__ == "__main__":
+    main()
