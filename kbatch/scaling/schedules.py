@@ -22,6 +22,7 @@ __all__ = [
     "BatchScaledSchedule",
     "LinearWarmup",
     "OneCycle",
+    "PerUpdate",
 ]
 
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
@@ -290,3 +291,33 @@ class OneCycle(_Schedule):
             "final_div_factor": self.final_div_factor,
             "name": self.name,
         }
+
+
+@keras.saving.register_keras_serializable(package="kbatch")
+class PerUpdate(_Schedule):
+    """A schedule stepped once per update under gradient accumulation.
+
+    Keras calls an optimizer's schedule with its micro-batch count, which
+    under `gradient_accumulation_steps=k` advances `k` times per update: a
+    warm-up or decay written in updates would run `k` times too fast. This
+    divides the count by `steps` first.
+
+    Example:
+
+    >>> inner = LinearWarmup(0.01, 0.1, warmup_steps=10)
+    >>> schedule = PerUpdate(inner, steps=4)
+    >>> round(float(schedule(20)), 3) == round(float(inner(5)), 3)
+    True
+    """
+
+    def __init__(self, schedule, steps: int):
+        super().__init__()
+        self.schedule = _optimizer.deserialize_schedule(schedule, "schedule")
+        self.steps = check_int("steps", steps, minimum=1)
+
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(step, self.steps))
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule),
+                "steps": self.steps}

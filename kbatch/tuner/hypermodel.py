@@ -12,6 +12,7 @@ on `PatternSearch`, a sequential search made for it (one axis at a time).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -25,6 +26,8 @@ from kbatch import precision
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.building import ensure_built
+from kbatch._internal.state import TrainingState
 from kbatch._internal.validate import check_choice
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
@@ -36,6 +39,7 @@ from kbatch.scaling.optimizer_rule import default_rule
 from kbatch.scaling.scale_learning_rate import global_batch_size
 from kbatch.scaling.schedules import BatchScaledSchedule
 from kbatch.scaling.schedules import LinearWarmup
+from kbatch.scaling.schedules import PerUpdate
 from kbatch.tuner import search_state
 from kbatch.tuner.errors import OutOfMemoryError
 from kbatch.tuner.recorder import TrialRecorder
@@ -158,13 +162,18 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     `time_to_target` and `epochs_to_target` (`inf` if never reached), usable
     as objectives: `keras_tuner.Objective("time_to_target", "min")`.
 
-    Out of memory: the trial fails (`keras_tuner.errors.FailedTrialError`), and
-    batch sizes equal to or larger than the smallest that failed are not run
-    again in the search: a later trial that draws one trains at the largest
-    batch size below it instead (its recorded `batch_size` says so), so no
-    further trial fails for memory and the search is not stopped by KerasTuner's
-    limit on consecutive failures. The limit is kept in the project directory
-    for resumed searches.
+    Out of memory: a trial whose batch does not fit trains it as micro-batches
+    with gradient accumulation (the optimizer's `gradient_accumulation_steps`):
+    the trial's batch size and its learning rate stay what was drawn, and the
+    trial records both sizes (`micro_batch_size` and
+    `gradient_accumulation_steps` join its hyperparameters' values). The try that ran out of memory is undone
+    (the model and optimizer as they were built) and the trial goes on at half
+    the micro-batch; the smallest batch that ran out of memory is kept in the
+    project directory, so later trials (and resumed searches) start below it
+    and probe no size past the limit again (on TensorFlow's CPU allocator each
+    failed try costs ~10 s of retries). A warm-up or compiled schedule is
+    stepped per update, not per micro-batch. Only a micro-batch of 1 that does
+    not fit fails the trial (`keras_tuner.errors.FailedTrialError`).
 
     Mixed precision: the dtype policy is set while the trial's model is built
     and put back after, so nothing leaks between trials or into your session
@@ -392,7 +401,6 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     # ----------------------------------------------------------------- build
     def build(self, hp):
         hp.Choice("batch_size", self.batch_sizes)
-        self._avoid_out_of_memory(hp)
         low, high = self.multiplier_range
         if self.parametrization == "scaled":
             self._float(hp, "lr_multiplier", low, high)
@@ -444,17 +452,19 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
                     "Each trial records the LR it trained at as "
                     "hp['learning_rate'].")
 
-    def _avoid_out_of_memory(self, hp):
-        """Replace a batch size known to run out of memory by the largest below."""
-        if self.smallest_oom is None or hp.get("batch_size") < self.smallest_oom:
-            return
-        allowed = [b for b in self.batch_sizes if b < self.smallest_oom]
-        if not allowed:
+    def _micro_batch(self, batch_size):
+        """The largest `batch_size / 2**j` below the smallest batch known to
+        run out of memory (`batch_size` itself when none is known)."""
+        micro = batch_size
+        while (self.smallest_oom is not None and micro >= self.smallest_oom
+               and micro % 2 == 0):
+            micro //= 2
+        if self.smallest_oom is not None and micro >= self.smallest_oom:
             raise keras_tuner.errors.FatalRuntimeError(
-                f"Every batch size ran out of memory (the smallest, "
-                f"{self.batch_sizes[0]}, included). Use smaller batch sizes or a "
-                "smaller model.")
-        hp.values["batch_size"] = allowed[-1]
+                f"Batch size {batch_size} cannot be split into micro-batches "
+                f"below {self.smallest_oom}, the smallest that ran out of memory. "
+                "Use batch sizes with more factors of 2, or a smaller model.")
+        return micro
 
     def _float(self, hp, name, low, high):
         if self.lr_steps:
@@ -465,8 +475,8 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     # ------------------------------------------------------------------- fit
     def fit(self, hp, model, *args, **kwargs):
         self._load_state(kwargs.get("callbacks"))
-        self._avoid_out_of_memory(hp)
         batch_size = hp.get("batch_size")
+        given_args, given_kwargs = args, dict(kwargs)
         args, kwargs, x, y = self._prepare_data(model, batch_size, args, kwargs)
         epochs = kwargs.pop("epochs", self.epochs)
         initial_epoch = kwargs.get("initial_epoch", 0)
@@ -474,20 +484,46 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
             hp, model, x, y, kwargs,
             warmup_steps=self._warmup_steps(x, batch_size, epochs, initial_epoch))
         self._record(hp, schedule)
-        _set_learning_rate(model, _optimizer_learning_rate(
+        learning_rate = _optimizer_learning_rate(
             schedule.learning_rate, schedule.base_learning_rate,
-            schedule.warmup_steps, schedule.after))
-        recorder = TrialRecorder(batch_size, schedule.learning_rate, self.target)
-        kwargs["callbacks"] = [recorder, *(kwargs.get("callbacks") or [])]
-        try:
-            history = model.fit(*args, batch_size=batch_size, epochs=epochs, **kwargs)
-        except Exception as error:
-            if not _backend.is_oom(error):
-                raise
-            self.smallest_oom = (batch_size if self.smallest_oom is None
-                                 else min(self.smallest_oom, batch_size))
-            self._save_state()
-            raise OutOfMemoryError(batch_size) from error
+            schedule.warmup_steps, schedule.after)
+        callbacks = list(kwargs.get("callbacks") or [])
+        micro = self._micro_batch(batch_size)
+        _build(model, x)
+        snapshot = TrainingState.capture(model)  # what a failed try goes back to
+        while True:
+            accumulation = batch_size // micro
+            if accumulation > 1:  # past the memory limit: the same batch, in parts
+                args, kwargs, _, _ = self._prepare_data(model, micro, given_args,
+                                                        dict(given_kwargs))
+                kwargs.pop("epochs", None)
+                _optimizer.set_gradient_accumulation(model.optimizer, accumulation)
+            if accumulation > 1:  # both sizes, for a trial that accumulates
+                hp.values["micro_batch_size"] = int(micro)
+                hp.values["gradient_accumulation_steps"] = int(accumulation)
+            _set_learning_rate(model, learning_rate if accumulation == 1 or not
+                               isinstance(learning_rate, _Schedule)
+                               else PerUpdate(learning_rate, accumulation))
+            recorder = TrialRecorder(micro, schedule.learning_rate, self.target)
+            kwargs["callbacks"] = [recorder, *callbacks]
+            try:
+                history = model.fit(*args, batch_size=micro, epochs=epochs, **kwargs)
+            except Exception as error:
+                if not _backend.is_oom(error):
+                    raise
+                self.smallest_oom = (micro if self.smallest_oom is None
+                                     else min(self.smallest_oom, micro))
+                self._save_state()
+                if micro < 2 or micro % 2:
+                    raise OutOfMemoryError(micro) from error
+                snapshot.restore()
+                micro //= 2
+                logging.getLogger("kbatch").info(
+                    "Batch %d ran out of memory; the trial trains it as %d "
+                    "micro-batches of %d with gradient accumulation.",
+                    batch_size, batch_size // micro, micro)
+                continue
+            break
         for key in recorder.rows[0] if recorder.rows else ():
             values = [row[key] for row in recorder.rows]
             if len(history.history.get(key, [])) != len(values):
@@ -735,6 +771,18 @@ def _optimizer_learning_rate(learning_rate, start, warmup_steps, after):
     return LinearWarmup(float(start) if warmup_steps else learning_rate,
                         learning_rate, int(warmup_steps), after=after,
                         name=TRIAL_SCHEDULE_NAME)
+
+
+def _build(model, x):
+    """Create the model's and optimizer's variables before the trial's first
+    try, as `fit` would, so that a failed try can be undone exactly."""
+    if model.built and model.optimizer.built:
+        return
+    if _data.is_tf_dataset(x):
+        first = next(iter(x.batch(2)))
+    else:
+        first = (keras.tree.map_structure(lambda a: a[:2], x),)
+    ensure_built(model, first)
 
 
 def _set_learning_rate(model, learning_rate):

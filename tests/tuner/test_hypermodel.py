@@ -8,6 +8,7 @@ import textwrap
 
 import keras
 import keras_tuner
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import TWO_CPU_STRATEGY
@@ -146,7 +147,7 @@ class _OutOfMemoryAbove(keras.layers.Layer):
         return x
 
 
-def test_out_of_memory_fails_one_trial_and_larger_batches_are_not_run_again(
+def test_a_batch_past_the_memory_limit_trains_as_accumulated_micro_batches(
         digits, tmp_path):
     def build(hp):
         model = keras.Sequential([keras.Input((64,)), _OutOfMemoryAbove(32),
@@ -163,17 +164,57 @@ def test_out_of_memory_fails_one_trial_and_larger_batches_are_not_run_again(
     tuner.search(digits.x_train, digits.y_train, validation_data=digits.val,
                  verbose=0)
     trials = list(tuner.oracle.trials.values())
-    assert len(trials) == 6  # the search ran to the end
-    failed = [t for t in trials if t.status == "FAILED"]
-    assert len(failed) == 1 and failed[0].hyperparameters.get("batch_size") == 64
-    assert "Out of memory at batch size 64" in failed[0].message
-    assert ktuner.errors.ran_out_of_memory(failed[0])  # typed, for the oracles
-    rest = [t for t in trials if t is not failed[0]]
-    assert all(t.status == "COMPLETED" for t in rest)
-    # after the failure, the grid's 64 and 128 trained at 16 instead
-    assert all(t.hyperparameters.get("batch_size") == 16 for t in rest)
-    assert all(t.metrics.get_last_value("batch_size") == 16 for t in rest)
-    assert hypermodel.smallest_oom == 64
+    assert len(trials) == 6 and all(t.status == "COMPLETED" for t in trials)
+    n = len(digits.x_train)
+    for trial in trials:
+        values = trial.hyperparameters.values
+        batch = values["batch_size"]
+        micro = values.get("micro_batch_size", batch)
+        # the batch drawn is the batch trained: in micro-batches below the limit
+        assert micro == min(batch, 32)
+        assert values.get("gradient_accumulation_steps", 1) == batch // micro
+        assert trial.metrics.get_last_value("updates") == math.ceil(
+            math.ceil(n / micro) / (batch // micro))
+    assert hypermodel.smallest_oom == 64  # one failed try, at the first 64
+
+
+def test_the_try_that_ran_out_of_memory_is_undone(digits):
+    """The retry starts from the built model's weights and optimizer, not
+    from the steps the failed try made before it ran out of memory."""
+    class FailOnce(keras.layers.Layer):
+        calls = 0
+
+        def call(self, x, training=None):
+            if training and x.shape[0] == 64:
+                FailOnce.calls += 1
+                if FailOnce.calls == 3:  # two steps trained, then "OOM"
+                    raise tf.errors.ResourceExhaustedError(None, None, "OOM")
+            return x
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((64,)), FailOnce(),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                      run_eagerly=True)
+        return model
+
+    hypermodel = BatchLRHyperModel(build, batch_sizes=(64,),
+                                   learning_rate=(0.05, 0.1), lr_steps=2, epochs=1)
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    initial = model.get_weights()
+    hypermodel.fit(hp, model, x, y, shuffle=False, verbose=0)
+    assert FailOnce.calls >= 3  # the failure happened
+    assert hp.values["micro_batch_size"] == 32
+    assert int(model.optimizer.iterations.numpy()) == 4  # 256 / 64, nothing more
+    # the same trial without the failure: straight to 2 x 32 from the same start
+    hp_again = keras_tuner.HyperParameters()
+    again = hypermodel.build(hp_again)
+    again.set_weights(initial)
+    hypermodel.fit(hp_again, again, x, y, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_policy_is_set_per_trial_and_restored(digits, tmp_path):
