@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from benchmarks import bench_adaptive
+from benchmarks import bench_adaptive_overhead
 from benchmarks import bench_advisor_budget
 from benchmarks import bench_demo
 from benchmarks import bench_lr_batch
@@ -33,6 +35,9 @@ BENCHMARKS = {
     "advisor_budget": bench_advisor_budget.main,
     "tuner": bench_tuner.main,
     "tuner_landscape": bench_tuner_landscape.main,
+    "adaptive": lambda argv: (bench_adaptive.main(["run", "--split", "report"]),
+                              bench_adaptive.main(["run", "--split", "design"])),
+    "adaptive_overhead": bench_adaptive_overhead.main,
 }
 
 

@@ -29,9 +29,12 @@ TITLES = {
     "tuner_landscape": "Searches replayed on the measured batch x LR landscape",
     "mixed_precision": "Mixed precision: step time on the device present",
     "demo": "`make demo`",
+    "adaptive": "fit_adaptive against fixed batch sizes (equal samples seen)",
+    "adaptive_overhead": "Costs behind fit_adaptive: noise scale, accumulation",
     "mutation": "Mutation score of the pure math (`make mutation`)",
 }
 COMMANDS = {"lr_batch": "python -m benchmarks.bench_lr_batch score",
+            "adaptive": "python -m benchmarks.bench_adaptive run --split report",
             "mutation": "make mutation"}
 
 

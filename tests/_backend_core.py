@@ -263,6 +263,15 @@ def _():
     assert _optimizer.gradient_accumulation_steps(model.optimizer) == 1
 
 
+@check("advise: memory, throughput, noise scale and LR scaling on this backend")
+def _():
+    advice = kbatch.advise(make_classifier, x, y, batch_sizes=[16, 32, 64],
+                           max_batch_size=64, train_steps=10, noise_steps=5,
+                           range_test_steps=40, throughput_steps=5, verbose=0)
+    assert advice.batch_size in (16, 32, 64) and advice.learning_rate > 0
+    assert np.isfinite(advice.noise.b_simple) and advice.noise.b_simple > 0
+
+
 @check("BatchLRHyperModel search with cached range tests")
 def _():
     def build(hp):

@@ -5,7 +5,7 @@ throughput, memory search with the backend's own out-of-memory error, LR
 scaling in `fit`, the batch-size schedule, the noise scale (TensorFlow's
 estimates on the same weights and batches, the exact value of a logistic
 regression, the step gradients in `fit`), `fit_adaptive` past an injected
-out-of-memory error, and a `BatchLRHyperModel` search."""
+out-of-memory error, `advise`, and a `BatchLRHyperModel` search."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-CHECKS = 13
+CHECKS = 14
 
 
 def _noise_fixture(directory):

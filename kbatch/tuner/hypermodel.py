@@ -166,14 +166,15 @@ class BatchLRHyperModel(keras_tuner.HyperModel):
     with gradient accumulation (the optimizer's `gradient_accumulation_steps`):
     the trial's batch size and its learning rate stay what was drawn, and the
     trial records both sizes (`micro_batch_size` and
-    `gradient_accumulation_steps` join its hyperparameters' values). The try that ran out of memory is undone
-    (the model and optimizer as they were built) and the trial goes on at half
-    the micro-batch; the smallest batch that ran out of memory is kept in the
-    project directory, so later trials (and resumed searches) start below it
-    and probe no size past the limit again (on TensorFlow's CPU allocator each
-    failed try costs ~10 s of retries). A warm-up or compiled schedule is
-    stepped per update, not per micro-batch. Only a micro-batch of 1 that does
-    not fit fails the trial (`keras_tuner.errors.FailedTrialError`).
+    `gradient_accumulation_steps` join its hyperparameters' values). The try
+    that ran out of memory is undone (the model and optimizer as they were
+    built) and the trial goes on at half the micro-batch; the smallest batch
+    that ran out of memory is kept in the project directory, so later trials
+    (and resumed searches) start below it and probe no size past the limit
+    again (on TensorFlow's CPU allocator each failed try costs ~10 s of
+    retries). A warm-up or compiled schedule is stepped per update, not per
+    micro-batch. Only a micro-batch of 1 that does not fit fails the trial
+    (`keras_tuner.errors.FailedTrialError`).
 
     Mixed precision: the dtype policy is set while the trial's model is built
     and put back after, so nothing leaks between trials or into your session
