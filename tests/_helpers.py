@@ -171,8 +171,9 @@ def logistic_problem(seed):
     return model, x, y
 
 
-def exact_b_simple(model, x, y):
-    """tr(Sigma) / |G|^2 from per-example gradients, in float64 NumPy."""
+def exact_b_simple(model, x, y, scales=None):
+    """tr(Sigma) / |G|^2 from per-example gradients, in float64 NumPy; with
+    `scales` (kernel, bias), of the gradients multiplied by them."""
     weights, bias = (v.numpy().astype("float64") for v in model.trainable_variables)
     logits = x @ weights + bias
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -181,6 +182,9 @@ def exact_b_simple(model, x, y):
     delta[np.arange(len(y)), y] -= 1.0  # d loss / d logits, per example
     per_example = np.concatenate(
         [(x[:, :, None] * delta[:, None, :]).reshape(len(y), -1), delta], axis=1)
+    if scales is not None:
+        per_example = per_example * np.concatenate(
+            [np.ravel(s) for s in scales])[None, :]
     mean = per_example.mean(axis=0)
     trace = ((per_example - mean) ** 2).sum(axis=1).mean()
     return trace / (mean @ mean)

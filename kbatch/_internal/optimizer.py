@@ -306,3 +306,26 @@ def remove_variables(optimizer, variables):
     for i in reversed(range(len(tracked))):
         if id(tracked[i]) in ids:
             tracked.pop(i)
+
+
+def adam_preconditioner(optimizer, variables):
+    """`1 / (sqrt(v_hat) + epsilon)` of an Adam-type optimizer (Adam, AdamW)
+    for each of `variables`, as float32 arrays: what Adam divides a gradient
+    by, from its bias-corrected second moment. `None` for another optimizer,
+    or before the first update (when `v` holds nothing yet)."""
+    base = base_optimizer(optimizer)
+    if not isinstance(base, keras.optimizers.Adam) or not base.built:
+        return None
+    steps = int(keras.ops.convert_to_numpy(base.iterations))
+    if steps < 1:
+        return None
+    beta_2 = float(keras.ops.convert_to_numpy(base.beta_2))
+    correction = 1.0 - beta_2**steps
+    epsilon = float(base.epsilon)
+    velocities = base._velocities  # Adam's second moments, in its own order
+    out = []
+    for variable in variables:
+        v = keras.ops.convert_to_numpy(velocities[base._get_variable_index(variable)])
+        out.append((1.0 / (np.sqrt(v.astype("float64") / correction) + epsilon))
+                   .astype("float32"))
+    return out

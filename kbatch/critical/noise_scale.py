@@ -364,6 +364,11 @@ class NoiseScaleResult(Result):
         batch_size, num_micro_batches: The two batch sizes were
             `batch_size // num_micro_batches` and `batch_size`.
         skipped: Measurements dropped as non-finite.
+        b_preconditioned: With Adam (after its first update), the noise scale
+            of the gradients as Adam applies them, divided by
+            `sqrt(v_hat) + epsilon` (its second moment); else `None`.
+        g_sq_preconditioned, trace_preconditioned: Its per-measurement
+            estimates.
 
     Example:
 
@@ -374,7 +379,8 @@ class NoiseScaleResult(Result):
     """
 
     def __init__(self, g_sq, trace, *, batch_size, num_micro_batches, skipped=0,
-                 confidence=0.9):
+                 confidence=0.9, g_sq_preconditioned=None,
+                 trace_preconditioned=None):
         self.g_sq = np.asarray(g_sq, dtype=np.float64)
         self.trace = np.asarray(trace, dtype=np.float64)
         self.batch_size = int(batch_size)
@@ -384,6 +390,13 @@ class NoiseScaleResult(Result):
         self.b_simple = (estimators.b_simple(self.g_sq, self.trace) if self.g_sq.size
                          else math.nan)
         self.interval = estimators.bootstrap_interval(self.g_sq, self.trace, confidence)
+        self.g_sq_preconditioned = self.trace_preconditioned = None
+        self.b_preconditioned = None
+        if g_sq_preconditioned is not None and len(g_sq_preconditioned):
+            self.g_sq_preconditioned = np.asarray(g_sq_preconditioned, np.float64)
+            self.trace_preconditioned = np.asarray(trace_preconditioned, np.float64)
+            self.b_preconditioned = estimators.b_simple(self.g_sq_preconditioned,
+                                                        self.trace_preconditioned)
 
     @classmethod
     def _from_fields(cls, data):
@@ -392,7 +405,10 @@ class NoiseScaleResult(Result):
                    batch_size=data["batch_size"],
                    num_micro_batches=data["num_micro_batches"],
                    skipped=data.get("skipped", 0),
-                   confidence=float(data.get("confidence", 0.9)))
+                   confidence=float(data.get("confidence", 0.9)),
+                   g_sq_preconditioned=_optional_floats(data, "g_sq_preconditioned"),
+                   trace_preconditioned=_optional_floats(data,
+                                                         "trace_preconditioned"))
 
     def _fields(self):
         return {
@@ -404,6 +420,11 @@ class NoiseScaleResult(Result):
             "skipped": self.skipped,
             "g_sq": _io.json_floats(self.g_sq),
             "trace": _io.json_floats(self.trace),
+            "b_preconditioned": self.b_preconditioned,
+            "g_sq_preconditioned": None if self.g_sq_preconditioned is None
+            else _io.json_floats(self.g_sq_preconditioned),
+            "trace_preconditioned": None if self.trace_preconditioned is None
+            else _io.json_floats(self.trace_preconditioned),
         }
 
     def __repr__(self):
@@ -411,6 +432,11 @@ class NoiseScaleResult(Result):
         return (f"<NoiseScaleResult B_simple={self.b_simple:.4g} "
                 f"({int(self.confidence * 100)}% interval {low:.3g}..{high:.3g}), "
                 f"{self.g_sq.size} measurements at batch {self.batch_size}>")
+
+
+def _optional_floats(data, key):
+    value = data.get(key)
+    return None if value is None else _io.floats_from_json(value, key)
 
 
 def _refuse_distributed(model, name):
@@ -513,7 +539,10 @@ def measure_noise_scale(
     state = TrainingState.capture(model)
     run = backend.compiled_micro_batch_norms(model, num_micro_batches)
     scale = _loss_scale(model.optimizer)
+    precondition = _optimizer.adam_preconditioner(model.optimizer,
+                                                  model.trainable_variables)
     g_sq, trace, skipped = [], [], 0
+    g_sq_p, trace_p = [], []
     progbar = keras.utils.Progbar(num_steps, unit_name="batch") if verbose else None
     b_small = batch_size // num_micro_batches
     try:
@@ -524,12 +553,17 @@ def measure_noise_scale(
             if _data.batch_size_of((bx,)) != batch_size:
                 skipped += 1
                 continue
-            small, big = run(bx, by, bsw, scale)
-            estimate = estimators.two_batch_estimates(float(small), float(big), b_small,
-                                                 batch_size)
+            norms = run(bx, by, bsw, scale, precondition)
+            estimate = estimators.two_batch_estimates(
+                float(norms[0]), float(norms[1]), b_small, batch_size)
             if all(math.isfinite(v) for v in estimate):
                 g_sq.append(estimate[0])
                 trace.append(estimate[1])
+                if precondition is not None:
+                    g_p, t_p = estimators.two_batch_estimates(
+                        float(norms[2]), float(norms[3]), b_small, batch_size)
+                    g_sq_p.append(g_p)
+                    trace_p.append(t_p)
             else:
                 skipped += 1
             if progbar is not None:
@@ -537,7 +571,9 @@ def measure_noise_scale(
     finally:
         state.restore()
     return NoiseScaleResult(g_sq, trace, batch_size=batch_size,
-                            num_micro_batches=num_micro_batches, skipped=skipped)
+                            num_micro_batches=num_micro_batches, skipped=skipped,
+                            g_sq_preconditioned=g_sq_p if precondition else None,
+                            trace_preconditioned=trace_p if precondition else None)
 
 
 def _divisor_near(n, k):

@@ -157,3 +157,28 @@ def test_steps_method_without_accumulation_tracks_the_exact_estimate():
 def test_a_method_that_does_not_exist_is_refused():
     with pytest.raises(ValueError, match="method"):
         kbatch.GradientNoiseScale(method="both")
+
+
+def test_adam_also_gets_the_preconditioned_noise_scale_exactly():
+    """The noise scale of the gradients as Adam applies them: each divided by
+    sqrt(v_hat) + epsilon, against the exact per-example value."""
+    model, x, y = logistic_problem(0)
+    plain = kbatch.measure_noise_scale(model, x, y, batch_size=256, num_steps=4,
+                                       seed=0, verbose=0)
+    assert plain.b_preconditioned is None  # SGD: no preconditioner
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    t = int(optimizer.iterations.numpy())
+    scales = []
+    for variable in model.trainable_variables:
+        index = optimizer._get_variable_index(variable)
+        v = optimizer._velocities[index].numpy().astype("float64")
+        scales.append(1.0 / (np.sqrt(v / (1 - 0.999**t)) + 1e-7))
+    exact = exact_b_simple(model, x, y, scales=scales)
+    result = kbatch.measure_noise_scale(model, x, y, batch_size=256, num_steps=60,
+                                        num_micro_batches=8, seed=0, verbose=0)
+    assert abs(result.b_preconditioned - exact) / exact < 0.2
+    assert abs(result.b_preconditioned - result.b_simple) / result.b_simple > 0.05
+    again = kbatch.NoiseScaleResult.from_dict(result.to_dict())
+    assert again.b_preconditioned == pytest.approx(result.b_preconditioned)

@@ -26,11 +26,12 @@ def device_facts():
             "compute_capability": capability}
 
 
-def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale):
+def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale,
+                      precondition=None):
     """Squared gradient norms of micro-batches and of their mean (see the
     TensorFlow version), once; `compiled_micro_batch_norms` compiles it."""
     return compiled_micro_batch_norms(model, num_micro_batches)(
-        x, y, sample_weight, loss_scale)
+        x, y, sample_weight, loss_scale, precondition)
 
 
 def compiled_micro_batch_norms(model, num_micro_batches):
@@ -58,32 +59,40 @@ def compiled_micro_batch_norms(model, num_micro_batches):
 
     grad_of = jax.grad(loss_of)
 
-    def norms(values, frozen, x, y, sample_weight, loss_scale):
+    def norms(values, frozen, x, y, sample_weight, loss_scale, scales):
         def part(structure, i):
             if structure is None:
                 return None
             return jax.tree_util.tree_map(
                 lambda t: jnp.stack(jnp.split(jnp.asarray(t), k))[i], structure)
 
-        small = jnp.zeros((), jnp.float32)
-        total = None
+        sums = {}
         for i in range(k):
             grads = grad_of(values, frozen, part(x, i), part(y, i),
                             part(sample_weight, i), loss_scale)
             grads = [jnp.asarray(g, jnp.float32) / loss_scale for g in grads]
-            small = small + sum(jnp.sum(g * g) for g in grads)
-            total = grads if total is None else [a + g for a, g in zip(total, grads)]
-        big = sum(jnp.sum((t / k) ** 2) for t in total)
-        return small / k, big
+            variants = {"raw": grads}
+            if scales is not None:
+                variants["preconditioned"] = [g * p for g, p in zip(grads, scales)]
+            for name, gs in variants.items():
+                small, total = sums.get(name, (0.0, None))
+                small = small + sum(jnp.sum(g * g) for g in gs)
+                total = gs if total is None else [a + g for a, g in zip(total, gs)]
+                sums[name] = (small, total)
+        out = []
+        for small, total in sums.values():
+            out += [small / k, sum(jnp.sum((t / k) ** 2) for t in total)]
+        return tuple(out)
 
     compiled = norms if getattr(model, "run_eagerly", False) else jax.jit(norms)
 
-    def run(x, y, sample_weight, loss_scale):
+    def run(x, y, sample_weight, loss_scale, precondition=None):
         values = [v.value for v in trainable]
         frozen = [v.value for v in non_trainable]
-        small, big = compiled(values, frozen, x, y, sample_weight,
-                              jnp.float32(loss_scale))
-        return float(small), float(big)
+        scales = (None if precondition is None
+                  else [jnp.asarray(p, jnp.float32) for p in precondition])
+        return tuple(float(v) for v in compiled(
+            values, frozen, x, y, sample_weight, jnp.float32(loss_scale), scales))
 
     return run
 

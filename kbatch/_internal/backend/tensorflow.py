@@ -15,12 +15,15 @@ def _squared_norm(grads):
                      for g in grads if g is not None])
 
 
-def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale):
+def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale,
+                      precondition=None):
     """Squared gradient norms of micro-batches and of their mean.
 
     The batch `(x, y, sample_weight)` is split into `num_micro_batches` equal
     parts. Returns `(mean_i |g_i|^2, |mean_i g_i|^2)` as float32 scalars; the
     mean of the micro-batch gradients is the gradient of the whole batch.
+    With `precondition` (one float32 tensor per trainable variable), also the
+    same two norms of the gradients multiplied by it: a 4-tuple.
     The loss is multiplied by `loss_scale` before differentiation (for float16)
     and the gradients divided by it after; non-finite results come back as is,
     for the caller to skip. Non-trainable variables (batch-norm statistics, seed
@@ -41,7 +44,10 @@ def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale)
     ys = None if y is None else [stack(t) for t in keras.tree.flatten(y)]
     sws = None if sample_weight is None else stack(sample_weight)
 
-    def body(i, small, total):
+    scales = (None if precondition is None
+              else [tf.cast(p, tf.float32) for p in precondition])
+
+    def body(i, small, total, small_p, total_p):
         # one traced forward/backward pass, looped k times (a Python loop
         # would trace k copies: k times the compile time)
         xi = keras.tree.pack_sequence_as(x, [t[i] for t in xs])
@@ -56,19 +62,26 @@ def micro_batch_norms(model, x, y, sample_weight, num_micro_batches, loss_scale)
         grads = [tf.zeros_like(v.value, dtype=tf.float32) if g is None
                  else tf.cast(g, tf.float32) / loss_scale
                  for g, v in zip(grads, variables)]
+        if scales is not None:
+            scaled = [g * p for g, p in zip(grads, scales)]
+            small_p = small_p + _squared_norm(scaled)
+            total_p = [a + g for a, g in zip(total_p, scaled)]
         return (i + 1, small + _squared_norm(grads),
-                [a + g for a, g in zip(total, grads)])
+                [a + g for a, g in zip(total, grads)], small_p, total_p)
 
-    total = [tf.zeros_like(v.value, dtype=tf.float32) for v in variables]
-    _, small, total = tf.while_loop(
-        lambda i, small, total: i < k, body,
-        (tf.constant(0), tf.constant(0.0, tf.float32), total),
+    zeros = [tf.zeros_like(v.value, dtype=tf.float32) for v in variables]
+    zero = tf.constant(0.0, tf.float32)
+    _, small, total, small_p, total_p = tf.while_loop(
+        lambda i, *_: i < k, body,
+        (tf.constant(0), zero, zeros, zero, list(zeros) if scales else []),
         parallel_iterations=1)
     with tf.control_dependencies([small, *total]):
         for variable, value in zip(frozen, saved):
             variable.assign(value)
-    mean = [t / k for t in total]
-    return small / k, _squared_norm(mean)
+    norms = (small / k, _squared_norm([t / k for t in total]))
+    if scales is None:
+        return norms
+    return (*norms, small_p / k, _squared_norm([t / k for t in total_p]))
 
 
 def compiled_micro_batch_norms(model, num_micro_batches):
@@ -76,9 +89,9 @@ def compiled_micro_batch_norms(model, num_micro_batches):
     or eager when the model was compiled with `run_eagerly=True` (as `fit`
     would run it)."""
 
-    def run(x, y, sample_weight, loss_scale):
+    def run(x, y, sample_weight, loss_scale, precondition=None):
         return micro_batch_norms(model, x, y, sample_weight, num_micro_batches,
-                                 loss_scale)
+                                 loss_scale, precondition)
 
     if getattr(model, "run_eagerly", False):
         return run
