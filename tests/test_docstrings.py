@@ -18,6 +18,8 @@ MODULES = [
     "kbatch.scaling.schedules",
     "kbatch.scaling.scale_learning_rate",
     "kbatch.scaling.batch_size_schedule",
+    "kbatch.scaling.adaptive",
+    "kbatch.scaling.adaptive_rule",
     "kbatch.scaling.ghost_batch_norm",
     "kbatch.critical.estimators",
     "kbatch.critical.fits",

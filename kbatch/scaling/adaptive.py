@@ -566,6 +566,18 @@ def plot_adaptive(history, ax=None, *, path=None):
 
     Returns the matplotlib axes (batch size and `B_simple` on a log scale,
     the LR on a second axis).
+
+    Example:
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> history = {"batch_size": [32, 64, 64], "learning_rate": [0.1, 0.2, 0.2],
+    ...            "noise_scale": [300.0, 700.0, 900.0],
+    ...            "noise_scale_low": [200.0, 500.0, 600.0],
+    ...            "noise_scale_high": [500.0, 1000.0, 1400.0]}
+    >>> ax = plot_adaptive(history)
+    >>> ax.get_xlabel()
+    'epoch'
     """
     from kbatch import plotting
 

@@ -44,6 +44,11 @@ class Decision:
         b_simple: The estimate of `B_simple` from the measurements used.
         interval: Its `(low, high)` bootstrap interval.
         reason: `"up"`, `"down"`, `"hold"` or `"too few measurements"`.
+
+    Example:
+
+    >>> Decision(128, 610.0, (420.0, 900.0), "up")
+    Decision(up: batch 128, B_simple 610 in [420, 900])
     """
 
     def __init__(self, batch_size, b_simple, interval, reason):
