@@ -9,6 +9,7 @@ checks that passed. Used by test_backends.py, which runs it on JAX and PyTorch.
 import json
 import os
 import sys
+import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,7 +38,9 @@ def check(name):
     def decorate(fn):
         keras.config.set_dtype_policy("float32")
         keras.utils.set_random_seed(0)
+        start = time.perf_counter()
         fn()
+        sys.stderr.write(f"{time.perf_counter() - start:6.1f} s  {name}\n")
         assert keras.config.dtype_policy().name == "float32", name
         passed.append(name)
         return fn
@@ -161,7 +164,7 @@ def _():
     assert not _backend.is_oom(ValueError("shapes do not match"))
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4),
                               OutOfMemoryAbove(40), keras.layers.Dense(3)])
-    model.compile("sgd", "sparse_categorical_crossentropy", run_eagerly=True)
+    model.compile("sgd", "sparse_categorical_crossentropy")
     result = kbatch.find_max_batch_size(model, x, y, max_batch_size=128,
                                         mode="binsearch", steps_per_trial=1,
                                         evaluation=False, verbose=0)
@@ -249,8 +252,9 @@ def _():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
                               OutOfMemoryAbove(16), keras.layers.Dense(3),
                               keras.layers.Activation("softmax")])
-    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
-                  run_eagerly=True)
+    # compiled: JAX traces each batch shape with its static size, so the
+    # injected error comes when a step first sees a batch above the limit
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
     history = kbatch.fit_adaptive(model, x, noisy, batch_size=8, epochs=5,
                                   max_batch_size=64, fraction=1.0,
                                   min_measurements=4, verbose=0)
