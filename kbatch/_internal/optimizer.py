@@ -292,8 +292,10 @@ def add_variables(optimizer, shapes, name: str):
         return [base.add_variable(tuple(shape), initializer="zeros",
                                   dtype="float32", name=f"{name}_{i}")
                 for i, shape in enumerate(shapes)]
+    # every replica of a data-parallel step writes the same (all-reduced)
+    # values: the first replica's write is kept
     return [keras.Variable(np.zeros(tuple(shape), "float32"), trainable=False,
-                           name=f"{name}_{i}")
+                           name=f"{name}_{i}", aggregation="only_first_replica")
             for i, shape in enumerate(shapes)]
 
 

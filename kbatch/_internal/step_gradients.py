@@ -9,11 +9,15 @@ Under gradient accumulation the `window` micro-batches of one update share
 the weights, so the pair is exactly the two-batch measurement of McCandlish
 et al.; without it the weights move between the steps of a window, a small
 bias (measured in docs/adaptive.md) for a free estimate on every sample.
+Under a `tf.distribute` strategy each replica's gradient is the small batch
+and their all-reduced sum the big one: an exact pair at every step, for one
+more all-reduce of the gradients.
 
-The sums live in optimizer variables (so a compiled JAX step carries them in
-its state) and are updated without branches (`where`), which every backend
-compiles. Finished windows go to a ring of `capacity` slots, read at each epoch's end
-(`lost` counts those overwritten before).
+On JAX the sums are optimizer variables (a compiled step carries them in its
+state). Compiled steps update them without branches that assign, which every
+backend compiles; eager steps count the window in Python. Finished windows go
+to a ring of `capacity` slots, read at each epoch's end (`lost` counts those
+overwritten before).
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ class StepGradients:
         base = _optimizer.base_optimizer(self.model.optimizer)
         trainable = list(base._trainable_variables)
         shapes = [tuple(v.shape) for v in trainable]
-        sums = _optimizer.add_variables(base, shapes, "kbatch_gns_sum")
-        scalars = _optimizer.add_variables(
-            base, [(), (), (self.capacity,), (self.capacity,), (), ()], "kbatch_gns")
+        with _backend.model_scope(self.model):
+            sums = _optimizer.add_variables(base, shapes, "kbatch_gns_sum")
+            scalars = _optimizer.add_variables(
+                base, [(), (), (self.capacity,), (self.capacity,), (), ()],
+                "kbatch_gns")
         small, count, ring_small, ring_big, index, window = scalars
         window.assign(float(self.window))
         self._variables = sums + scalars
@@ -65,6 +71,11 @@ class StepGradients:
 
         def measuring_apply(grads, trainable_variables=None):
             grads = list(grads)
+            replicas = _backend.replicas_in_sync()
+            if replicas > 1:
+                _replicas_pair(grads, replicas)
+                return original(grads, trainable_variables) if (
+                    trainable_variables is not None) else original(grads)
             variables = trainable if trainable_variables is None else list(
                 trainable_variables)
             by_id = {id(v): g for v, g in zip(variables, grads)}
@@ -84,6 +95,22 @@ class StepGradients:
                 _compiled_window(square, totals)
             return original(grads, trainable_variables) if (
                 trainable_variables is not None) else original(grads)
+
+        def _replicas_pair(grads, replicas):
+            # data-parallel: each replica's gradient is the small batch, their
+            # all-reduced sum the big one (Keras scales each replica's loss by
+            # 1 / replicas): a pair per step, no extra backward pass
+            present = [ops.cast(g, "float32") for g in grads if g is not None]
+            local = sum(ops.sum(ops.square(g * replicas)) for g in present)
+            mean_small = _backend.all_reduce("mean", local)
+            total = _backend.all_reduce("sum", present)
+            big = sum(ops.sum(ops.square(t)) for t in total)
+            slot = ops.cast(ops.mod(index.value, capacity), "int32")
+            ring_small.assign(ops.slice_update(ring_small.value, [slot],
+                                               ops.reshape(mean_small, (1,))))
+            ring_big.assign(ops.slice_update(ring_big.value, [slot],
+                                             ops.reshape(big, (1,))))
+            index.assign(index.value + 1.0)
 
         def _finish(square, totals, size):
             """The window's pair, into the ring at the next slot."""

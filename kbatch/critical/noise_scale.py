@@ -70,7 +70,10 @@ class GradientNoiseScale(keras.callbacks.Callback):
       counts; the weights move between the steps of a window, which biases
       the estimate a little (docs/adaptive.md). Under gradient accumulation
       the window is the accumulation's, whose micro-batches share the
-      weights: exact. The gradients are summed in float32, after a
+      weights: exact. Under a `tf.distribute` strategy each step is an
+      exact pair: each replica's gradient is the small batch, their
+      all-reduced mean the big one (one more all-reduce of the gradients, no
+      extra pass). The gradients are summed in float32, after a
       `LossScaleOptimizer` has unscaled them.
     - `"auto"`: `"micro_batches"` on TensorFlow, `"steps"` elsewhere.
 
@@ -152,6 +155,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self._reset()
 
     def _reset(self):
+        self._replicas = 1
         self._steps_probe = None
         self._step_batch = None
         self._warned = False
@@ -247,11 +251,15 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self._reset()
         if getattr(model, "optimizer", None) is None:
             raise ValueError("`GradientNoiseScale` needs a compiled model.")
-        _refuse_distributed(model, "GradientNoiseScale")
         if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+            with _backend.model_scope(model):
+                model.optimizer.build(model.trainable_variables)
+        strategy = getattr(model, "distribute_strategy", None)
+        self._replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
         window = _optimizer.gradient_accumulation_steps(model.optimizer)
         window = window if window > 1 else self.num_micro_batches
+        if self._replicas > 1:  # one pair per step: replicas vs their mean
+            window = self._replicas
         # the windows of an epoch are read at its end: room for all of them
         steps = (self.params or {}).get("steps") or 0
         self._steps_probe = StepGradients(
@@ -284,6 +292,9 @@ class GradientNoiseScale(keras.callbacks.Callback):
             return
         self._step_batch = b_small
         b_big = b_small * probe.window
+        steps_per_pair = probe.window
+        if self._replicas > 1:  # the samples of a step are the global batch
+            b_small, b_big, steps_per_pair = b_small // self._replicas, b_small, 1
         windows = probe.read()
         if probe.lost and not self._warned:
             self._warned = True
@@ -291,7 +302,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
                 "GradientNoiseScale: %d windows were overwritten before they "
                 "were read (more than %d in an epoch).", probe.lost, probe.capacity)
         for small, big in windows:
-            self._steps += probe.window
+            self._steps += steps_per_pair
             g_sq, trace = estimators.two_batch_estimates(small, big, b_small, b_big)
             if self.ema.update(g_sq, trace):
                 self.history.append({"step": self._steps, "g_sq": g_sq,

@@ -1,11 +1,16 @@
 """Gradient noise scale: the estimator against exact values, the callback, the
 measurement function."""
 
+import json
 import math
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
 import pytest
+from conftest import TWO_CPU_STRATEGY
 from conftest import assert_same_state
 from conftest import classification_data
 from conftest import exact_b_simple
@@ -182,3 +187,45 @@ def test_adam_also_gets_the_preconditioned_noise_scale_exactly():
     assert abs(result.b_preconditioned - result.b_simple) / result.b_simple > 0.05
     again = kbatch.NoiseScaleResult.from_dict(result.to_dict())
     assert again.b_preconditioned == pytest.approx(result.b_preconditioned)
+
+
+_REPLICAS = TWO_CPU_STRATEGY + textwrap.dedent("""
+    from kbatch._internal import backend as _backend
+    from kbatch.critical import estimators
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = rng.integers(0, 3, size=256).astype("int32")
+    def build():
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((8,)),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+        m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        return m
+    with strategy.scope():
+        model = build()
+    gns = kbatch.GradientNoiseScale(method="steps", batch_size=64)
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, callbacks=[gns], verbose=0)
+    # the same steps on one device: each batch's halves are the replicas' batches
+    single = build()
+    norms = _backend.module().compiled_micro_batch_norms(single, 2)
+    expected = []
+    for start in range(0, 256, 64):
+        xb, yb = x[start:start + 64], y[start:start + 64]
+        small, big = norms(xb, yb, None, 1.0)
+        expected.append(estimators.two_batch_estimates(float(small), float(big),
+                                                       32, 64))
+        single.train_on_batch(xb, yb)
+    measured = [[h["g_sq"], h["trace"]] for h in gns.history]
+    print(json.dumps({"measured": measured, "expected": [list(e) for e in expected],
+                      "sizes": [h["batch_size"] for h in gns.history]}))
+""")
+
+
+def test_steps_method_under_tf_distribute_pairs_the_replicas_with_their_mean(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _REPLICAS, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["sizes"] == [64] * 4  # one pair per step: 2 x 32 against 64
+    np.testing.assert_allclose(out["measured"], out["expected"], rtol=1e-3)

@@ -70,6 +70,17 @@ def is_oom(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
+def replicas_in_sync() -> int:
+    """Replicas a data-parallel step runs on (TensorFlow's `tf.distribute`;
+    1 elsewhere and outside a replica context)."""
+    return getattr(module(), "replicas_in_sync", lambda: 1)()
+
+
+def all_reduce(op: str, values):
+    """`"sum"` or `"mean"` of `values` over the replicas of the step."""
+    return module().all_reduce(op, values)
+
+
 def executing_eagerly(value) -> bool:
     """Whether the code that computed `value` runs op by op (PyTorch, a model
     with `run_eagerly=True`), rather than being traced into a compiled step."""

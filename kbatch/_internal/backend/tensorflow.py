@@ -128,3 +128,17 @@ def model_scope(model):
 def executing_eagerly(value) -> bool:
     del value
     return tf.executing_eagerly()
+
+
+def replicas_in_sync() -> int:
+    """Replicas of the `tf.distribute` strategy whose replica context the
+    code runs in (1 outside one)."""
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return 1
+    return int(tf.distribute.get_replica_context().num_replicas_in_sync)
+
+
+def all_reduce(op: str, values):
+    """Sum (`"sum"`) or mean (`"mean"`) of `values` over the replicas."""
+    reduce = tf.distribute.ReduceOp.SUM if op == "sum" else tf.distribute.ReduceOp.MEAN
+    return tf.distribute.get_replica_context().all_reduce(reduce, values)
