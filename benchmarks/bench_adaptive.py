@@ -88,7 +88,7 @@ def build(task, seed, x, num_classes):
     return model
 
 
-def run_one(task, seed, how, data, fraction=None):
+def run_one(task, seed, how, data, fraction=None, interval=None):
     """One training run; returns accuracy, steps, seconds, batch sizes."""
     import keras
 
@@ -102,6 +102,8 @@ def run_one(task, seed, how, data, fraction=None):
     start = time.perf_counter()
     if how == "adaptive":
         kwargs = {} if fraction is None else {"fraction": fraction}
+        if interval is not None:
+            kwargs["interval"] = interval
         history = kbatch.fit_adaptive(model, x, y, batch_size=32, epochs=epochs,
                                       verbose=0, **kwargs)
         steps = int(sum(history.history["updates"]))
@@ -174,6 +176,11 @@ def markdown(tasks):
     return "\n".join(lines) + "\n"
 
 
+def _key(fraction, interval):
+    key = "adaptive" if fraction is None else f"adaptive {fraction:g}"
+    return key if interval is None else f"{key}, interval {interval}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["run"])
@@ -182,6 +189,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fractions", default=None,
                         help="comma-separated; default: fit_adaptive's default")
+    parser.add_argument("--intervals", default=None,
+                        help="comma-separated; default: fit_adaptive's default")
     args = parser.parse_args(argv)
     _single_thread()
     tasks = (args.tasks.split(",") if args.tasks else
@@ -189,13 +198,17 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions = ([float(f) for f in args.fractions.split(",")]
                  if args.fractions else [None])
+    intervals = ([int(i) for i in args.intervals.split(",")]
+                 if args.intervals else [None])
     for task in tasks:
         data = load(TASKS[task][0])
         previous = read_tasks(NAME).get(task, {})
         runs = {}
-        if previous.get("seeds") == seeds:  # fixed runs are kept, adaptive redone
-            runs = {k: v for k, v in previous["runs"].items()
-                    if not k.startswith("adaptive")}
+        if previous.get("seeds") == seeds:  # kept, but the adaptive runs asked
+            runs = dict(previous["runs"])  # for now are redone
+            for fraction in fractions:
+                for interval in intervals:
+                    runs.pop(_key(fraction, interval), None)
         for seed in seeds:
             for how in FIXED:
                 if len(runs.get(str(how), [])) > seeds.index(seed):
@@ -203,10 +216,11 @@ def main(argv=None):
                 runs.setdefault(str(how), []).append(run_one(task, seed, how, data))
                 print(task, seed, how, runs[str(how)][-1]["accuracy"], flush=True)
             for fraction in fractions:
-                key = "adaptive" if fraction is None else f"adaptive {fraction:g}"
-                runs.setdefault(key, []).append(
-                    run_one(task, seed, "adaptive", data, fraction))
-                print(task, seed, key, runs[key][-1], flush=True)
+                for interval in intervals:
+                    key = _key(fraction, interval)
+                    runs.setdefault(key, []).append(
+                        run_one(task, seed, "adaptive", data, fraction, interval))
+                    print(task, seed, key, runs[key][-1], flush=True)
         result = {"split": TASKS[task][5], "seeds": seeds, "runs": runs}
         result["score"] = score(result)
         write_task(NAME, task, result, list(TASKS), markdown)

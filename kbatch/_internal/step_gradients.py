@@ -22,6 +22,8 @@ overwritten before).
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from kbatch._internal import backend as _backend
@@ -35,14 +37,22 @@ ops = keras.ops
 class StepGradients:
     """Install on a compiled, built model; `read()` the finished windows."""
 
-    def __init__(self, model, window: int, capacity: int = 4096):
+    def __init__(self, model, window: int, interval: int = 1,
+                 capacity: int = 4096):
         self.model = model
         self.window = int(window)
+        self.interval = int(interval)
+        self._period = self.window
         self.capacity = int(capacity)
         self._base = None
         self._variables = None
         self._read = 0
         self.lost = 0
+
+    @property
+    def period(self) -> int:
+        """Steps from the start of one window to the next."""
+        return self._period
 
     @property
     def installed(self) -> bool:
@@ -57,44 +67,103 @@ class StepGradients:
         with _backend.model_scope(self.model):
             sums = _optimizer.add_variables(base, shapes, "kbatch_gns_sum")
             scalars = _optimizer.add_variables(
-                base, [(), (), (self.capacity,), (self.capacity,), (), ()],
+                base, [(), (), (self.capacity,), (self.capacity,), (), (), (), ()],
                 "kbatch_gns")
-        small, count, ring_small, ring_big, index, window = scalars
-        window.assign(float(self.window))
+        small, count, ring_small, ring_big, index, window, period, phase = scalars
         self._variables = sums + scalars
         self._rings = (ring_small, ring_big, index)
-        self._window = window
+        self._controls = (window, period, phase, count, small)
+        self._sums = sums
+        self._eager = {"count": 0, "phase": 0}
+        self.set_window(self.window)
         original = base.apply
         capacity = self.capacity
+        jax_backend = keras.config.backend() == "jax"
 
-        state = self._eager = {"count": 0}  # eager runs: the window in Python
+        def current():
+            return ([t.value for t in sums], small.value, count.value,
+                    ring_small.value, ring_big.value, index.value)
+
+        def assign_all(values):
+            totals, *rest = values
+            for variable, value in zip(sums, totals):
+                variable.assign(value)
+            for variable, value in zip((small, count, ring_small, ring_big, index),
+                                       rest):
+                variable.assign(value)
+
+        def advanced(gs, state):
+            """The state after one more step of the window (pure)."""
+            totals, small_v, count_v, ring_s, ring_b, index_v = state
+            square = ops.zeros((), "float32")
+            new_totals = []
+            for total, g in zip(totals, gs):
+                if g is None:
+                    new_totals.append(total)
+                    continue
+                g = ops.cast(g, "float32")
+                square = square + ops.sum(ops.square(g))
+                new_totals.append(total + g)
+            size = window.value
+            counted = count_v + 1.0
+            done = ops.greater_equal(counted, size)
+
+            def finish():
+                big = ops.zeros((), "float32")
+                for t in new_totals:
+                    big = big + ops.sum(ops.square(t / size))
+                return (small_v + square) / size, big
+
+            mean_small, big = ops.cond(
+                done, finish,
+                lambda: (ops.zeros((), "float32"), ops.zeros((), "float32")))
+            slot = ops.cast(ops.mod(index_v, capacity), "int32")
+            ring_s = ops.slice_update(ring_s, [slot], ops.where(
+                done, ops.reshape(mean_small, (1,)), ops.slice(ring_s, [slot], [1])))
+            ring_b = ops.slice_update(ring_b, [slot], ops.where(
+                done, ops.reshape(big, (1,)), ops.slice(ring_b, [slot], [1])))
+            keep = 1.0 - ops.cast(done, "float32")
+            return ([t * keep for t in new_totals], (small_v + square) * keep,
+                    counted * keep, ring_s, ring_b,
+                    index_v + ops.cast(done, "float32"))
 
         def measuring_apply(grads, trainable_variables=None):
             grads = list(grads)
             replicas = _backend.replicas_in_sync()
             if replicas > 1:
                 _replicas_pair(grads, replicas)
-                return original(grads, trainable_variables) if (
-                    trainable_variables is not None) else original(grads)
-            variables = trainable if trainable_variables is None else list(
-                trainable_variables)
-            by_id = {id(v): g for v, g in zip(variables, grads)}
-            square = 0.0
-            totals = []
-            for variable, total in zip(trainable, sums):
-                g = by_id.get(id(variable))
-                if g is None:
-                    totals.append(total.value)
-                    continue
-                g = ops.cast(g, "float32")
-                square = square + ops.sum(ops.square(g))
-                totals.append(total.value + g)
-            if _backend.executing_eagerly(square):
-                _eager_window(state, square, totals)
             else:
-                _compiled_window(square, totals)
+                variables = trainable if trainable_variables is None else list(
+                    trainable_variables)
+                by_id = {id(v): g for v, g in zip(variables, grads)}
+                _measure([by_id.get(id(v)) for v in trainable])
             return original(grads, trainable_variables) if (
                 trainable_variables is not None) else original(grads)
+
+        def _measure(gs):
+            # a window of `window` steps at the start of every `period` steps
+            probe = next((g for g in gs if g is not None), None)
+            if probe is None:
+                return
+            if _backend.executing_eagerly(probe):
+                eager = self._eager
+                active = eager["phase"] < self.window
+                eager["phase"] = (eager["phase"] + 1) % self._period
+                if active:
+                    assign_all(advanced(gs, current()))
+                return
+            phase_v = phase.value
+            active = ops.less(phase_v, window.value)
+            phase.assign(ops.mod(phase_v + 1.0, period.value))
+            if jax_backend:  # a compiled JAX step only returns values
+                assign_all(ops.cond(active, lambda: advanced(gs, current()),
+                                    current))
+            else:  # a TensorFlow graph runs the branch's assignments if taken
+                def measure():
+                    assign_all(advanced(gs, current()))
+                    return ops.zeros((), "float32")
+
+                ops.cond(active, measure, lambda: ops.zeros((), "float32"))
 
         def _replicas_pair(grads, replicas):
             # data-parallel: each replica's gradient is the small batch, their
@@ -112,71 +181,25 @@ class StepGradients:
                                              ops.reshape(big, (1,))))
             index.assign(index.value + 1.0)
 
-        def _finish(square, totals, size):
-            """The window's pair, into the ring at the next slot."""
-            big = 0.0
-            for t in totals:
-                big = big + ops.sum(ops.square(t / size))
-            return (small.value + square) / size, big
-
-        def _eager_window(state, square, totals):
-            state["count"] += 1
-            size = float(ops.convert_to_numpy(window.value))
-            if state["count"] < size:
-                for total, t in zip(sums, totals):
-                    total.assign(t)
-                small.assign(small.value + square)
-                return
-            state["count"] = 0
-            mean_small, big = _finish(square, totals, size)
-            slot = int(ops.convert_to_numpy(index.value)) % capacity
-            ring_small.assign(ops.slice_update(ring_small.value, [slot],
-                                               ops.reshape(mean_small, (1,))))
-            ring_big.assign(ops.slice_update(ring_big.value, [slot],
-                                             ops.reshape(big, (1,))))
-            index.assign(index.value + 1.0)
-            for total in sums:
-                total.assign(ops.zeros(total.shape, "float32"))
-            small.assign(0.0)
-
-        def _compiled_window(square, totals):
-            # branch-free (every backend compiles it): only the pair of a
-            # finished window is computed (`cond`), and one slot written
-            size = window.value
-            counted = count.value + 1.0
-            done = ops.greater_equal(counted, size)
-            mean_small, big = ops.cond(
-                done, lambda: _finish(square, totals, size),
-                lambda: (ops.zeros((), "float32"), ops.zeros((), "float32")))
-            slot = ops.cast(ops.mod(index.value, capacity), "int32")
-            old_small = ops.slice(ring_small.value, [slot], [1])
-            old_big = ops.slice(ring_big.value, [slot], [1])
-            ring_small.assign(ops.slice_update(
-                ring_small.value, [slot],
-                ops.where(done, ops.reshape(mean_small, (1,)), old_small)))
-            ring_big.assign(ops.slice_update(
-                ring_big.value, [slot],
-                ops.where(done, ops.reshape(big, (1,)), old_big)))
-            index.assign(index.value + ops.cast(done, "float32"))
-            keep = 1.0 - ops.cast(done, "float32")
-            for total, t in zip(sums, totals):
-                total.assign(t * keep)
-            small.assign((small.value + square) * keep)
-            count.assign(counted * keep)
-
         base.apply = measuring_apply
         self._base = base
 
     def set_window(self, window: int):
-        """Windows of `window` steps from now on (the current one restarts)."""
+        """Windows of `window` steps, one at the start of every `interval`
+        steps (rounded up to a multiple of `window`, so that windows keep in
+        step with an accumulation of `window` micro-batches), from now on."""
         self.window = int(window)
-        if self._base is not None:
-            self._window.assign(float(window))
-            for variable in self._variables[:-6]:
-                variable.assign(ops.zeros(variable.shape, "float32"))
-            self._variables[-5].assign(0.0)  # the step count of the window
-            self._eager["count"] = 0
-            self._variables[-6].assign(0.0)  # its sum of squares
+        self._period = max(1, math.ceil(self.interval / self.window)) * self.window
+        if self._variables is None:
+            return
+        window_v, period, phase, count, small = self._controls
+        window_v.assign(float(self.window))
+        period.assign(float(self._period))
+        for variable in (phase, count, small):
+            variable.assign(0.0)
+        for variable in self._sums:
+            variable.assign(ops.zeros(variable.shape, "float32"))
+        self._eager.update(count=0, phase=0)
 
     def uninstall(self):
         """Put `apply` back and take the sums off the optimizer."""

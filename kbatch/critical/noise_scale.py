@@ -98,8 +98,10 @@ class GradientNoiseScale(keras.callbacks.Callback):
     Training", 2018, https://arxiv.org/abs/1812.06162, Appendix A.1.
 
     Args:
-        interval: Integer. `"micro_batches"`: measure every `interval` steps.
-            Defaults to `20` (about 5% of the training time).
+        interval: Integer. Measure every `interval` steps (`"micro_batches"`),
+            or one window of `num_micro_batches` steps at the start of every
+            `interval` steps (`"steps"`; rounded up to a multiple of the
+            window, and at least one window). Defaults to `20`.
         num_micro_batches: Integer >= 2. Parts the batch is split into
             (`"micro_batches"`), or steps combined (`"steps"`). Defaults to `4`.
         method: `"auto"`, `"micro_batches"` or `"steps"` (above).
@@ -263,7 +265,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
         # the windows of an epoch are read at its end: room for all of them
         steps = (self.params or {}).get("steps") or 0
         self._steps_probe = StepGradients(
-            model, window, capacity=max(4096, steps // window + 2))
+            model, window, interval=self.interval,
+            capacity=max(4096, steps // window + 2))
         self._steps_probe.install()
         model.make_train_function(force=True)
 
@@ -292,7 +295,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
             return
         self._step_batch = b_small
         b_big = b_small * probe.window
-        steps_per_pair = probe.window
+        steps_per_pair = probe.period  # a window at the start of each period
         if self._replicas > 1:  # the samples of a step are the global batch
             b_small, b_big, steps_per_pair = b_small // self._replicas, b_small, 1
         windows = probe.read()
@@ -302,10 +305,11 @@ class GradientNoiseScale(keras.callbacks.Callback):
                 "GradientNoiseScale: %d windows were overwritten before they "
                 "were read (more than %d in an epoch).", probe.lost, probe.capacity)
         for small, big in windows:
+            step = self._steps + min(steps_per_pair, probe.window)  # its end
             self._steps += steps_per_pair
             g_sq, trace = estimators.two_batch_estimates(small, big, b_small, b_big)
             if self.ema.update(g_sq, trace):
-                self.history.append({"step": self._steps, "g_sq": g_sq,
+                self.history.append({"step": step, "g_sq": g_sq,
                                      "trace": trace, "batch_size": b_big})
 
     # ---------------------------------- method "micro_batches": split the batch

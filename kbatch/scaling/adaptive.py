@@ -268,6 +268,7 @@ def fit_adaptive(
     max_batch_size: int | None = None,
     max_micro_batch_size: int | None = None,
     window: int = 4,
+    interval: int = 4,
     min_measurements: int = 6,
     warmup_steps: int = 20,
     callbacks=None,
@@ -332,6 +333,9 @@ def fit_adaptive(
             `fit` computes anyway: no extra pass; `GradientNoiseScale(method=
             "steps")`). Under accumulation, the micro-batches of an update.
             Defaults to `4`.
+        interval: Integer. One window is measured at the start of every
+            `interval` steps (rounded up to a multiple of `window`). Defaults
+            to `4`: every step.
         min_measurements: Integer. Measurements a decision needs. Defaults to
             `6`.
         warmup_steps: Integer. Updates over which a larger LR is reached.
@@ -369,6 +373,7 @@ def fit_adaptive(
                              "not pass it.")
     batch_size = check_int("batch_size", batch_size, minimum=1)
     window = check_int("window", window, minimum=2)
+    interval = check_int("interval", interval, minimum=1)
     epochs = check_int("epochs", epochs, minimum=1)
     fraction = check_number("fraction", fraction, low=0.0, high=1.0,
                             low_inclusive=False)
@@ -440,8 +445,9 @@ def fit_adaptive(
         _configure(model, 1)
     # the sums of fit's own step gradients, installed once for the whole run
     # (before any checkpoint is loaded: on JAX they are optimizer variables)
-    gns = GradientNoiseScale(num_micro_batches=window, method="steps",
-                             batch_size=batch_size, persistent=True)
+    gns = GradientNoiseScale(num_micro_batches=window, interval=interval,
+                             method="steps", batch_size=batch_size,
+                             persistent=True)
     gns.set_model(model)
     gns.on_train_begin()
     trained_at = None

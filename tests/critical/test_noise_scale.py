@@ -137,7 +137,7 @@ def test_steps_method_under_accumulation_is_the_exact_micro_batch_measurement():
     model.set_weights(snapshot[0][:len(model.weights)])
     for variable, value in zip(model.optimizer.variables, snapshot[1]):
         variable.assign(value)
-    gns = kbatch.GradientNoiseScale(method="steps", batch_size=16)
+    gns = kbatch.GradientNoiseScale(method="steps", batch_size=16, interval=4)
     model.fit(x, y, batch_size=16, shuffle=False, callbacks=[gns], verbose=0)
     measured = [(h["g_sq"], h["trace"]) for h in gns.history]
     np.testing.assert_allclose(measured, windows, rtol=1e-4)
@@ -151,7 +151,7 @@ def test_steps_method_without_accumulation_tracks_the_exact_estimate():
     not exact, but near the micro-batch measurement over the same epoch."""
     model, x, y = logistic_problem(0)
     exact = exact_b_simple(model, x, y)
-    gns = kbatch.GradientNoiseScale(method="steps")
+    gns = kbatch.GradientNoiseScale(method="steps", interval=1)  # every window
     model.optimizer.learning_rate = 0.01
     model.fit(x, y, batch_size=64, epochs=1, callbacks=[gns], verbose=0)
     assert gns.history[0]["batch_size"] == 256  # 4 steps of 64, inferred
@@ -204,7 +204,7 @@ _REPLICAS = TWO_CPU_STRATEGY + textwrap.dedent("""
         return m
     with strategy.scope():
         model = build()
-    gns = kbatch.GradientNoiseScale(method="steps", batch_size=64)
+    gns = kbatch.GradientNoiseScale(method="steps", batch_size=64, interval=1)
     model.fit(x, y, batch_size=64, epochs=1, shuffle=False, callbacks=[gns], verbose=0)
     # the same steps on one device: each batch's halves are the replicas' batches
     single = build()
@@ -229,3 +229,12 @@ def test_steps_method_under_tf_distribute_pairs_the_replicas_with_their_mean(tmp
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["sizes"] == [64] * 4  # one pair per step: 2 x 32 against 64
     np.testing.assert_allclose(out["measured"], out["expected"], rtol=1e-3)
+
+
+def test_steps_method_measures_one_window_per_interval():
+    x, y = classification_data(n=640)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.05))
+    gns = kbatch.GradientNoiseScale(method="steps", interval=10, batch_size=16)
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[gns], verbose=0)
+    # 40 steps: windows of 4 at steps 1-4, 13-16, 25-28, 37-40 (period 12)
+    assert [h["step"] for h in gns.history] == [4, 16, 28, 40]
