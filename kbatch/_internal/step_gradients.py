@@ -156,8 +156,10 @@ class StepGradients:
             active = ops.less(phase_v, window.value)
             phase.assign(ops.mod(phase_v + 1.0, period.value))
             if jax_backend:  # a compiled JAX step only returns values
+                # (fresh branch functions: JAX caches a branch by its function,
+                # with the values it closes over, across traces)
                 assign_all(ops.cond(active, lambda: advanced(gs, current()),
-                                    current))
+                                    lambda: current()))
             else:  # a TensorFlow graph runs the branch's assignments if taken
                 def measure():
                     assign_all(advanced(gs, current()))

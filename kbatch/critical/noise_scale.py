@@ -263,10 +263,12 @@ class GradientNoiseScale(keras.callbacks.Callback):
         if self._replicas > 1:  # one pair per step: replicas vs their mean
             window = self._replicas
         # the windows of an epoch are read at its end: room for all of them
-        steps = (self.params or {}).get("steps") or 0
+        # (a small ring: a compiled JAX step carries it through every step)
+        steps = (self.params or {}).get("steps") or 4096
+        period = math.ceil(self.interval / window) * window
         self._steps_probe = StepGradients(
             model, window, interval=self.interval,
-            capacity=max(4096, steps // window + 2))
+            capacity=max(64, steps // period + 2))
         self._steps_probe.install()
         model.make_train_function(force=True)
 

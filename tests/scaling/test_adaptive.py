@@ -81,7 +81,7 @@ def test_the_batch_grows_where_the_noise_scale_is_large_same_samples_per_epoch()
 def test_the_batch_falls_where_the_noise_scale_is_small():
     model = _sgd()
     history = kbatch.fit_adaptive(model, X, Y, batch_size=128, min_batch_size=8,
-                                  epochs=3, verbose=0)
+                                  epochs=3, interval=4, verbose=0)  # every step
     sizes = history.history["batch_size"]
     assert sizes[0] == 128 and sizes[-1] < 128
     assert all(b <= a for a, b in itertools.pairwise(sizes))
