@@ -29,6 +29,7 @@ NAME = "adaptive_overhead"
 # every step (a window of 4 in every 4), and one window in 20 steps (the
 # default of GradientNoiseScale and fit_adaptive)
 INTERVALS = (4, 20)
+REPEATS = 6  # alternated runs of 3 epochs each: the timings drift
 
 
 def _child():
@@ -72,7 +73,7 @@ def _child():
         keras.utils.set_random_seed(0)
         model = build(x.shape[1:], 10, optimizer="momentum", learning_rate=0.01)
         times = {None: [], **{i: [] for i in INTERVALS}}
-        for _ in range(3):
+        for _ in range(REPEATS):
             for interval in times:
                 timer = EpochTimes()
                 callbacks = [timer] + ([kbatch.GradientNoiseScale(

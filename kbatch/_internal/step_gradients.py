@@ -38,8 +38,13 @@ class StepGradients:
     """Install on a compiled, built model; `read()` the finished windows."""
 
     def __init__(self, model, window: int, interval: int = 1,
-                 capacity: int = 4096):
+                 capacity: int = 4096, switched: bool = False):
         self.model = model
+        # switched: the caller runs Keras' own train function, or one of two
+        # measuring ones, traced (and, eagerly, run) with `armed` set to
+        # "accumulate" (a window's first steps) or "finish" (its last step)
+        self.switched = bool(switched)
+        self.armed = None
         self.window = int(window)
         self.interval = int(interval)
         self._period = self.window
@@ -132,13 +137,50 @@ class StepGradients:
             replicas = _backend.replicas_in_sync()
             if replicas > 1:
                 _replicas_pair(grads, replicas)
+            elif self.switched and not self.armed:
+                pass  # Keras' own step: nothing measured, nothing added
             else:
                 variables = trainable if trainable_variables is None else list(
                     trainable_variables)
                 by_id = {id(v): g for v, g in zip(variables, grads)}
-                _measure([by_id.get(id(v)) for v in trainable])
+                if self.switched:  # this function's every step: a known part
+                    _switched_step([by_id.get(id(v)) for v in trainable],
+                                   finish=self.armed == "finish")
+                else:
+                    _measure([by_id.get(id(v)) for v in trainable])
             return original(grads, trainable_variables) if (
                 trainable_variables is not None) else original(grads)
+
+        def _switched_step(gs, finish):
+            # the caller knows where in the window the step is: no branches
+            square = ops.zeros((), "float32")
+            totals = []
+            for total, g in zip(sums, gs):
+                if g is None:
+                    totals.append(total.value)
+                    continue
+                g = ops.cast(g, "float32")
+                square = square + ops.sum(ops.square(g))
+                totals.append(total.value + g)
+            if not finish:
+                for total, t in zip(sums, totals):
+                    total.assign(t)
+                small.assign(small.value + square)
+                return
+            size = window.value
+            big = ops.zeros((), "float32")
+            for t in totals:
+                big = big + ops.sum(ops.square(t / size))
+            slot = ops.cast(ops.mod(index.value, capacity), "int32")
+            ring_small.assign(ops.slice_update(
+                ring_small.value, [slot],
+                ops.reshape((small.value + square) / size, (1,))))
+            ring_big.assign(ops.slice_update(ring_big.value, [slot],
+                                             ops.reshape(big, (1,))))
+            index.assign(index.value + 1.0)
+            for total in sums:
+                total.assign(ops.zeros(total.shape, "float32"))
+            small.assign(ops.zeros((), "float32"))
 
         def _measure(gs):
             # a window of `window` steps at the start of every `period` steps

@@ -32,6 +32,14 @@ __all__ = [
 METHODS = ("auto", "micro_batches", "steps")
 
 
+def _switches() -> bool:
+    """Whether `method="steps"` switches train functions per step (on
+    TensorFlow, whose steps wait for their logs anyway) rather than gating
+    the measurement inside one compiled step (JAX keeps steps in flight
+    while no callback reads them; PyTorch runs eagerly)."""
+    return keras.config.backend() == "tensorflow"
+
+
 def _samples_per_step(model, steps):
     """Samples per step of the epoch so far, from the loss tracker's count
     over the epoch's `steps`."""
@@ -148,7 +156,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
         self.beta = check_number("beta", beta, low=0.0, high=1.0,
                                  high_inclusive=False)
         self._persistent = bool(persistent)
-        if self._resolved_method() == "steps":
+        if self._resolved_method() == "steps" and not _switches():
             # no per-step hooks: Keras then dispatches the steps without
             # waiting for each one's logs (on JAX a large part of a small
             # model's step time)
@@ -158,6 +166,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     def _reset(self):
         self._replicas = 1
+        self._switch_step = 0
         self._steps_probe = None
         self._step_batch = None
         self._warned = False
@@ -266,11 +275,43 @@ class GradientNoiseScale(keras.callbacks.Callback):
         # (a small ring: a compiled JAX step carries it through every step)
         steps = (self.params or {}).get("steps") or 4096
         period = math.ceil(self.interval / window) * window
+        # TensorFlow (one step per execution): a plain and a measuring train
+        # function, switched per step, so unmeasured steps run Keras' own
+        switch = _switches() and int(getattr(model, "steps_per_execution", 1)
+                                     or 1) == 1
         self._steps_probe = StepGradients(
             model, window, interval=self.interval,
-            capacity=max(64, steps // period + 2))
+            capacity=max(64, steps // period + 2), switched=switch)
         self._steps_probe.install()
         model.make_train_function(force=True)
+        if switch:
+            self._build_switch(model)
+
+    def _build_switch(self, model):
+        """The measuring train functions: Keras' step with the probe armed
+        while it is traced (and run, when eager), one that adds a step's
+        gradient to the window and one that ends the window."""
+        probe, original = self._steps_probe, model.train_step
+        model.make_train_function(force=True)
+        self._normal = model.train_function
+        functions = {}
+        for part in ("accumulate", "finish"):
+            def measuring_train_step(data, part=part):
+                probe.armed = part
+                try:
+                    return original(data)
+                finally:
+                    probe.armed = None
+
+            model.train_step = measuring_train_step
+            try:
+                model.make_train_function(force=True)
+                functions[part] = model.train_function
+            finally:
+                del model.train_step
+        model.train_function = self._normal
+        self._measuring = functions
+        self._switch_step = 0
 
     def set_step_window(self, window: int, batch_size: int):
         """Method `"steps"`: combine `window` steps of `batch_size` samples
@@ -280,6 +321,11 @@ class GradientNoiseScale(keras.callbacks.Callback):
         if self._steps_probe is not None:
             self._collect_steps()
             self._steps_probe.set_window(window)
+            if self._steps_probe.switched:
+                model = self.model
+                if model.train_function is not self._normal:
+                    self._build_switch(model)  # the train function was remade
+                self._switch_step = 0
 
     def collect(self):
         """Method `"steps"`: fold in the windows finished so far (otherwise
@@ -318,11 +364,22 @@ class GradientNoiseScale(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._normal is None:
             return
+        probe = self._steps_probe
+        if probe is not None:  # "steps", switched: a window at each period's start
+            phase = self._switch_step % probe.period
+            self.model.train_function = (
+                self._normal if phase >= probe.window
+                else self._measuring["finish" if phase == probe.window - 1
+                                     else "accumulate"])
+            return
         start, end = self._steps, self._steps + self._spe
         self._due = end // self.interval > start // self.interval
         self.model.train_function = self._measuring if self._due else self._normal
 
     def on_train_batch_end(self, batch, logs=None):
+        if self._steps_probe is not None:
+            self._switch_step += 1
+            return
         self._steps += self._spe
         if not self._due:
             return
@@ -348,6 +405,8 @@ class GradientNoiseScale(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._persistent and self._steps_probe is not None:
+            if self._normal is not None:
+                self.model.train_function = self._normal
             return
         if self._persistent and self._normal is not None:
             self.model.train_function = self._normal  # kept for the next `fit`
@@ -359,6 +418,7 @@ class GradientNoiseScale(keras.callbacks.Callback):
         if self._steps_probe is not None and self._steps_probe.installed:
             self._collect_steps()
             self._steps_probe.uninstall()
+            self._normal = self._measuring = None
             self.model.make_train_function(force=True)
         if self._normal is not None:
             self.model.train_function = self._normal
