@@ -229,6 +229,9 @@ def plot_adaptive(history, ax=None, *, path=None):
     ax.set_yscale("log", base=2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("batch size, B_simple")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, which="both", alpha=0.25)
     twin = ax.twinx()
     twin.plot(epochs, values["learning_rate"], "s--", color="tab:orange",
