@@ -147,6 +147,7 @@ class _OutOfMemoryAbove(keras.layers.Layer):
         return x
 
 
+@pytest.mark.slow  # a 6-trial search; the undo test below runs on every make test
 def test_a_batch_past_the_memory_limit_trains_as_accumulated_micro_batches(
         digits, tmp_path):
     def build(hp):
