@@ -188,3 +188,12 @@ def exact_b_simple(model, x, y, scales=None):
     mean = per_example.mean(axis=0)
     trace = ((per_example - mean) ** 2).sum(axis=1).mean()
     return trace / (mean @ mean)
+
+
+def logistic_b_simple_error(seed, measure):
+    """`measure(model, x, y, seed)`'s relative error against the exact
+    `B_simple` of `logistic_problem(seed)`, and what it returned."""
+    model, x, y = logistic_problem(seed)
+    exact = exact_b_simple(model, x, y)
+    result = measure(model, x, y, seed)
+    return abs(result.b_simple - exact) / exact, result

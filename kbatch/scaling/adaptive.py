@@ -60,10 +60,10 @@ class _Run:
         self.micro_batch_size = batch_size
         self.ratio = 1.0            # LR of this batch / LR compiled (at batch_size)
         self.previous_ratio = 1.0   # ... of the batch before the last change
-        self.warmup_left = 0        # updates of warm-up still to run
+        self.warmup_done = 0        # updates since the last change (its warm-up)
         self.samples = 0            # samples seen (drives a compiled schedule)
         self.g_sq, self.trace = [], []
-        self.window = 0             # measurements the last estimate used
+        self.decided_at = 0         # measurements seen at the last decision
         self.fits = 0               # largest micro-batch known to fit
         self.fails = 0              # smallest micro-batch known not to fit
         self.accumulators = False
@@ -91,16 +91,21 @@ class _EpochControl(keras.callbacks.Callback):
         self.base_lr, self.base_batch = base_lr, base_batch
         self.decision = None
         self._start = 0
-        self._steps = 0
         self._accumulate = 1
         self._variable = None
         self._last = None
 
+    def _warming(self):
+        run = self.run
+        return run.ratio > run.previous_ratio and run.warmup_done < run.warmup
+
     def _lr_now(self, updates_done):
+        """The LR after `updates_done` updates of this epoch (a warm-up goes
+        on across epochs, from where the last one stopped)."""
         run = self.run
         ratio = run.ratio
-        if run.warmup_left > 0:
-            done = min(1.0, updates_done / run.warmup_left)
+        if self._warming():
+            done = min(1.0, (run.warmup_done + updates_done) / run.warmup)
             ratio = run.previous_ratio + (run.ratio - run.previous_ratio) * done
         base = self.base_lr
         if callable(base):
@@ -113,7 +118,6 @@ class _EpochControl(keras.callbacks.Callback):
         self._variable = _optimizer.learning_rate_object(model.optimizer)
         self._start = _optimizer.schedule_step(model.optimizer)
         self._accumulate = _optimizer.gradient_accumulation_steps(model.optimizer)
-        self._steps = 0
         self._set_lr(0)
 
     def _set_lr(self, updates_done):
@@ -123,12 +127,11 @@ class _EpochControl(keras.callbacks.Callback):
             self._last = value
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.run.warmup_left > 0 or callable(self.base_lr):
+        # (`batch` is the epoch's step; no batch-end hook, so that JAX keeps
+        # dispatching steps without waiting for their logs)
+        if self._warming() or callable(self.base_lr):
             self.model  # on JAX, puts the variables back before the assign  # noqa: B018
-            self._set_lr(self._steps // self._accumulate)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._steps += int(getattr(self.model, "steps_per_execution", 1) or 1)
+            self._set_lr(batch // self._accumulate)
 
     def on_epoch_end(self, epoch, logs=None):
         model, run = self.model, self.run
@@ -136,7 +139,7 @@ class _EpochControl(keras.callbacks.Callback):
         k = self._accumulate
         updates = end // k - self._start // k
         run.samples += updates * run.batch_size
-        run.warmup_left = max(0, run.warmup_left - updates)
+        run.warmup_done += updates
         self.gns.collect()
         for entry in self.gns.history:
             run.g_sq.append(entry["g_sq"])
@@ -226,7 +229,7 @@ def _apply(run, decision):
     ratio = run.ratio_rule(decision.batch_size)
     run.previous_ratio = run.ratio
     run.ratio = ratio
-    run.warmup_left = run.warmup if ratio > run.previous_ratio else 0
+    run.warmup_done = 0
     run.batch_size = decision.batch_size
 
 
@@ -427,9 +430,9 @@ def fit_adaptive(
                            f"batch {run.batch_size}.")
 
     def decide(run):
-        keep = max(min_measurements, len(run.g_sq) - run.window)
+        keep = max(min_measurements, len(run.g_sq) - run.decided_at)
         g, t = run.g_sq[-keep:], run.trace[-keep:]
-        run.window = len(run.g_sq)
+        run.decided_at = len(run.g_sq)
         return adaptive_rule.next_batch_size(
             run.batch_size, g, t, sizes=sizes, fraction=fraction,
             min_measurements=min_measurements)

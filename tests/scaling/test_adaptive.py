@@ -126,6 +126,17 @@ def test_a_larger_lr_is_reached_by_a_linear_warm_up():
     assert np.isclose(ramp[8], new)
 
 
+def test_a_warm_up_longer_than_an_epoch_goes_on_where_it_stopped():
+    rates = _StepRates()
+    history = _grow(_sgd(), epochs=4, warmup_steps=200, callbacks=[rates])
+    sizes, updates = history.history["batch_size"], history.history["updates"]
+    first = next(i for i, b in enumerate(sizes) if b != sizes[0])
+    assert updates[first] < 200  # the warm-up crosses an epoch boundary
+    after = np.asarray(rates.rates[sum(updates[:first]):])
+    assert np.all(np.diff(after) >= -1e-9)  # never back down at an epoch start
+    assert after[-1] < 0.05 * sizes[-1] / 16  # still rising: 200 updates
+
+
 def test_a_compiled_schedule_is_followed_in_samples_and_put_back():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 64, 0.5)
     model = make_classifier(optimizer=keras.optimizers.SGD(schedule))
