@@ -23,7 +23,6 @@ one `fit` call (`initial_epoch`), and their histories are merged.
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import keras
@@ -45,7 +44,6 @@ from kbatch.scaling.rules import scaling_factor
 
 __all__ = ["fit_adaptive", "plot_adaptive"]
 
-LOGGER = logging.getLogger("kbatch")
 STATE_FILE = "kbatch_adaptive.json"
 _RESERVED = ("batch_size", "epochs", "initial_epoch", "steps_per_epoch")
 
