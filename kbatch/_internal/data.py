@@ -158,6 +158,39 @@ def unbatched_to_arrays(dataset, y=None):
     return x, y
 
 
+def take_samples(structure, index):
+    """The samples at `index` (an integer array or a slice) of every array."""
+    if structure is None:
+        return None
+    return keras.tree.map_structure(lambda a: a[index], structure)
+
+
+def py_dataset_to_arrays(x, limit):
+    """`(x, y)` as NumPy arrays from the first batches of a `PyDataset` (or a
+    function `batch_size -> PyDataset`), up to about `limit` samples."""
+    dataset = x if is_py_dataset(x) else x(DEFAULT_BATCH_SIZE)
+    if not is_py_dataset(dataset):
+        raise TypeError("When `x` is a function it must return a "
+                        f"`keras.utils.PyDataset`. Received: {type(dataset).__name__}")
+    parts, seen = [], 0
+    for index in range(len(dataset)):
+        batch = keras.tree.map_structure(keras.ops.convert_to_numpy,
+                                         dataset[index])
+        bx, by, _ = keras.utils.unpack_x_y_sample_weight(
+            batch if isinstance(batch, tuple) else (batch,))
+        parts.append((bx, by))
+        seen += batch_size_of((bx,))
+        if seen >= limit:
+            break
+    if not parts:
+        raise ValueError("The PyDataset is empty.")
+    x = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[0] for p in parts])
+    if parts[0][1] is None:
+        return x, None
+    y = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[1] for p in parts])
+    return x, y
+
+
 def batch_size_of(batch) -> int:
     """Leading dimension of the first input of a batch `(x, y, sample_weight)`."""
     x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from kbatch._internal import backend as _backend
 from kbatch._internal import optimizer as _optimizer
@@ -253,6 +254,20 @@ class StepGradients:
             del self._base.apply
         _optimizer.remove_variables(self._base, self._variables)
         self._base = None
+
+    def state(self):
+        """A copy of the sums and counters (to undo steps that must not count,
+        such as a trial branch's)."""
+        values = [np.array(ops.convert_to_numpy(v.value), copy=True)
+                  for v in self._variables]
+        return values, dict(self._eager), self._read, self.lost
+
+    def set_state(self, state):
+        values, eager, read, lost = state
+        for variable, value in zip(self._variables, values):
+            variable.assign(value)
+        self._eager.update(eager)
+        self._read, self.lost = read, lost
 
     def read(self):
         """`(mean |g_t|^2, |mean g_t|^2)` of each window finished since the

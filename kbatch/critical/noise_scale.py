@@ -327,6 +327,19 @@ class GradientNoiseScale(keras.callbacks.Callback):
                     self._build_switch(model)  # the train function was remade
                 self._switch_step = 0
 
+    def _steps_state(self):
+        """Method `"steps"`: a copy of the window sums (or None)."""
+        probe = self._steps_probe
+        if probe is None or not probe.installed:
+            return None
+        return probe.state(), self._switch_step
+
+    def _set_steps_state(self, state):
+        """Undo the steps since `_steps_state()` (a trial's)."""
+        if state is not None and self._steps_probe is not None:
+            self._steps_probe.set_state(state[0])
+            self._switch_step = state[1]
+
     def collect(self):
         """Method `"steps"`: fold in the windows finished so far (otherwise
         done at each epoch's end, after the callbacks before this one)."""

@@ -189,10 +189,6 @@ class LRByBatchSize(Result):
                    left_out=data.get("left_out"), metadata=data.get("metadata"))
 
 
-def _take(structure, index):
-    return keras.tree.map_structure(lambda a: a[index], structure)
-
-
 def _split(x, y, validation_data, validation_split, seed):
     """`(x_train, y_train, x_val, y_val, n_train)` as NumPy structures."""
     if _data.is_tf_dataset(x):
@@ -229,7 +225,8 @@ def _split(x, y, validation_data, validation_split, seed):
             f"samples out of {n}. Received: validation_split={validation_split}")
     order = np.random.default_rng(seed).permutation(n)
     train, val = order[n_val:], order[:n_val]
-    return _take(x, train), _take(y, train), _take(x, val), _take(y, val), n - n_val
+    take = _data.take_samples
+    return take(x, train), take(y, train), take(x, val), take(y, val), n - n_val
 
 
 def _check_batch_sizes(batch_sizes, n_train):

@@ -26,6 +26,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
@@ -45,6 +46,7 @@ from kbatch.scaling.rules import scaling_factor
 __all__ = ["fit_adaptive", "plot_adaptive"]
 
 STATE_FILE = "kbatch_adaptive.json"
+SIGNALS = ("noise_scale", "branch")
 _RESERVED = ("batch_size", "epochs", "initial_epoch", "steps_per_epoch")
 
 
@@ -65,6 +67,10 @@ class _Run:
         self.fits = 0               # largest micro-batch known to fit
         self.fails = 0              # smallest micro-batch known not to fit
         self.accumulators = False
+        self.pending = 0            # a rise to try in branches (signal "branch")
+        self.refusals = 0           # rises refused in a row
+        self.retry_at = 0           # no trial before this epoch
+        self.trial_updates = 0      # optimizer steps of all trial branches
         self.ratio_rule = ratio_rule
 
     def to_dict(self):
@@ -153,7 +159,7 @@ class _EpochControl(keras.callbacks.Callback):
             logs["noise_scale"] = decision.b_simple
             logs["noise_scale_low"], logs["noise_scale_high"] = decision.interval
         run.epoch = epoch + 1
-        _apply(run, decision)
+        _apply(run, decision.batch_size)
 
 
 class _Continuing(keras.callbacks.Callback):
@@ -220,15 +226,140 @@ class _Tail(keras.callbacks.Callback):
                 json.dump(self.run.to_dict(), f)
 
 
-def _apply(run, decision):
-    """Move `run` to the decided batch size: new LR ratio and warm-up."""
-    if decision.batch_size == run.batch_size:
+def _apply(run, batch_size):
+    """Move `run` to `batch_size`: new LR ratio and warm-up."""
+    if batch_size == run.batch_size:
         return
-    ratio = run.ratio_rule(decision.batch_size)
+    ratio = run.ratio_rule(batch_size)
     run.previous_ratio = run.ratio
     run.ratio = ratio
     run.warmup_done = 0
-    run.batch_size = decision.batch_size
+    run.batch_size = batch_size
+
+
+class _TrialControl(_EpochControl):
+    """The LR of a trial branch's steps, as the real run would set it."""
+
+    def __init__(self, run, base_lr, base_batch):
+        super().__init__(run, None, None, base_lr, base_batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+class _Branches:
+    """The direct test of a rise (Merrill et al., 2025): from one state, a
+    short branch at the current batch and one at each candidate, on the same
+    samples in the same order, compared on the loss of held-out training
+    samples. Nothing of the branches stays: the run goes on from the state
+    they started from, at the batch accepted."""
+
+    def __init__(self, x, y, *, samples, tolerance, max_micro, base_lr,
+                 base_batch, verbose):
+        self.tolerance = tolerance
+        self.max_micro = max_micro
+        self.base_lr, self.base_batch = base_lr, base_batch
+        self.verbose = verbose
+        self._source = (x, y)
+        self._samples = samples
+        self._pool = None
+
+    def _data(self, seed):
+        """`(x_train, y_train, x_eval, y_eval)` of this trial: held-out
+        samples fixed for the run, training samples drawn anew."""
+        if self._pool is None:
+            x, y, n = _pool(*self._source)
+            held = max(1, min(2048, n // 4))
+            order = np.random.default_rng(0).permutation(n)
+            self._pool = (x, y, order[:held], order[held:])
+            if self._samples is None:
+                self._samples = max(1, n // 4)
+        x, y, held, rest = self._pool
+        count = min(self._samples, len(rest))
+        picked = np.sort(np.random.default_rng(seed).choice(rest, count,
+                                                            replace=False))
+        take = _data.take_samples
+        return take(x, picked), take(y, picked), take(x, held), take(y, held)
+
+    def test(self, model, run, gns, candidates, epoch):
+        """The largest of `candidates` accepted (or None) and the record."""
+        xs, ys, xe, ye = self._data(seed=epoch)
+        start = TrainingState.capture(model)
+        windows = gns._steps_state()
+        accumulation = _optimizer.gradient_accumulation_steps(model.optimizer)
+
+        def loss():
+            out = model.evaluate(xe, ye, batch_size=min(1024, _data.num_samples(
+                xe, "x")), verbose=0, return_dict=True)
+            return float(out["loss"])
+
+        def branch(size):
+            trial = _Run(run.batch_size, run.ratio_rule)
+            trial.update(run.to_dict())
+            trial.warmup = run.warmup
+            _apply(trial, size)
+            while True:
+                start.restore()
+                trial.micro_batch_size = _micro_batch(trial, self.max_micro)
+                _configure(model, size // trial.micro_batch_size)
+                control = _TrialControl(trial, self.base_lr, self.base_batch)
+                try:
+                    model.fit(xs, ys, batch_size=trial.micro_batch_size, epochs=1,
+                              shuffle=False, verbose=0, callbacks=[control])
+                except Exception as error:
+                    start.restore()
+                    if not _backend.is_oom(error) or trial.micro_batch_size < 2:
+                        raise
+                    run.fails = trial.micro_batch_size
+                    trial.fails = run.fails
+                    continue
+                updates = -(-_data.num_samples(xs, "x") // size)
+                run.trial_updates += updates
+                return loss()
+
+        record = {"epoch": epoch, "from": run.batch_size,
+                  "samples": _data.num_samples(xs, "x"), "losses": {},
+                  "accepted": None}
+        try:
+            record["loss_start"] = start_loss = loss()
+            current = branch(run.batch_size)
+            record["losses"][run.batch_size] = current
+            for size in candidates:
+                candidate = branch(size)
+                record["losses"][size] = candidate
+                if adaptive_rule.branch_accepts(start_loss, current, candidate,
+                                                self.tolerance):
+                    record["accepted"] = size
+                    break
+        finally:
+            start.restore()
+            gns._set_steps_state(windows)
+            _configure(model, accumulation)
+        if self.verbose:
+            tried = ", ".join(f"{size}: {value:.4g}" for size, value
+                              in record["losses"].items())
+            verdict = (f"batch {record['accepted']} kept its progress"
+                       if record["accepted"] else "the rise lost progress; "
+                       f"batch {run.batch_size} stays")
+            report.message(
+                f"fit_adaptive: branches of {record['samples']} samples before "
+                f"epoch {epoch + 1}, held-out loss from {record['loss_start']:.4g}"
+                f" ({tried}): {verdict}.")
+        return record["accepted"], record
+
+
+def _pool(x, y):
+    """Samples for trial branches as arrays: `(x, y, n)` (at most 8192
+    samples read from a dataset)."""
+    if _data.is_tf_dataset(x):
+        x, y = _data.unbatched_to_arrays(x.take(8192), y)
+    elif _data.is_py_dataset(x) or callable(x):
+        x, y = _data.py_dataset_to_arrays(x, 8192)
+    x, y, n = _data.check_arrays(x, y)
+    if y is None:
+        raise ValueError("signal='branch' compares losses on held-out training "
+                         "samples, so it needs targets `y`.")
+    return x, y, n
 
 
 def _ratio_rule(rule, optimizer, batch_size):
@@ -272,6 +403,9 @@ def fit_adaptive(
     interval: int = 20,
     min_measurements: int = 6,
     warmup_steps: int = 20,
+    signal: str = "noise_scale",
+    tolerance: float = 0.1,
+    branch_samples: int | None = None,
     callbacks=None,
     verbose="auto",
     **fit_kwargs,
@@ -341,6 +475,21 @@ def fit_adaptive(
         min_measurements: Integer. Measurements a decision needs. Defaults to
             `6`.
         warmup_steps: Integer. Updates over which a larger LR is reached.
+        signal: What a rise acts on. `"noise_scale"`: the noise scale alone.
+            `"branch"`: a rise the noise scale proposes is first tried (Merrill
+            et al., 2025): from the state before the next epoch, a branch at
+            the current batch and one at each candidate size (largest first)
+            train on the same `branch_samples` samples, and the largest
+            candidate whose held-out loss kept at least `1 - tolerance` of the
+            current batch's progress is taken
+            (`adaptive_rule.branch_accepts`). The branches are then undone.
+            After a refusal the next try waits 2, 4, 8, ... epochs. Needs
+            targets `y` (arrays, or read from the first 8192 samples of a
+            dataset). Falls are not tried: they follow the noise scale.
+        tolerance: Float in `[0, 1]`. Of `signal="branch"`. Defaults to `0.1`.
+        branch_samples: Integer. Samples of each branch. Defaults to a
+            quarter of the training samples (the held-out ones are another
+            quarter, at most 2048).
         callbacks: Callbacks for every epoch's `fit`. A
             `keras.callbacks.BackupAndRestore` makes the run resumable: kbatch
             keeps its own state next to the checkpoint.
@@ -352,7 +501,9 @@ def fit_adaptive(
         A `keras.callbacks.History` of all epochs with, per epoch,
         `batch_size`, `micro_batch_size`, `learning_rate`, `updates`,
         `noise_scale` (`B_simple`) and its interval `noise_scale_low` /
-        `noise_scale_high`. `history.params["changes"]` lists the changes.
+        `noise_scale_high`. `history.params["changes"]` lists the changes,
+        `history.params["trials"]` the branch tests (their held-out losses)
+        and `history.params["trial_updates"]` the optimizer steps they took.
 
     Example:
 
@@ -381,6 +532,12 @@ def fit_adaptive(
                             low_inclusive=False)
     min_measurements = check_int("min_measurements", min_measurements, minimum=2)
     warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+    if signal not in SIGNALS:
+        raise ValueError(f"Argument `signal` must be one of {SIGNALS}. "
+                         f"Received: signal={signal!r}")
+    tolerance = check_number("tolerance", tolerance, low=0.0, high=1.0)
+    branch_samples = check_int("branch_samples", branch_samples, minimum=1,
+                               allow_none=True)
     verbose = check_verbose(verbose)
     min_batch_size = check_int("min_batch_size", min_batch_size or batch_size,
                                minimum=1)
@@ -427,15 +584,29 @@ def fit_adaptive(
             report.message(f"fit_adaptive: resuming at epoch {run.epoch + 1} with "
                            f"batch {run.batch_size}.")
 
+    branches = None
+    if signal == "branch":
+        branches = _Branches(x, y, samples=branch_samples, tolerance=tolerance,
+                             max_micro=max_micro_batch_size, base_lr=base_lr,
+                             base_batch=batch_size, verbose=verbose)
+
     def decide(run):
         keep = max(min_measurements, len(run.g_sq) - run.decided_at)
         g, t = run.g_sq[-keep:], run.trace[-keep:]
         run.decided_at = len(run.g_sq)
-        return adaptive_rule.next_batch_size(
+        decision = adaptive_rule.next_batch_size(
             run.batch_size, g, t, sizes=sizes, fraction=fraction,
             min_measurements=min_measurements)
+        if branches is None or decision.batch_size <= run.batch_size:
+            return decision
+        # a rise is tried in branches before the next epoch (not too often)
+        if run.epoch + 1 >= run.retry_at:
+            run.pending = decision.batch_size
+        return adaptive_rule.Decision(run.batch_size, decision.b_simple,
+                                      decision.interval, "to try")
 
     continuing = [_Continuing(c) for c in callbacks]
+    trials, decisions = [], []
     merged = keras.callbacks.History()
     merged.history, merged.epoch = {}, []
     changes = []
@@ -460,6 +631,22 @@ def fit_adaptive(
         while run.epoch < epochs:
             epoch = run.epoch
             before = run.batch_size
+            if run.pending:
+                candidates = [size for size in sizes
+                              if run.batch_size < size <= run.pending][::-1]
+                accepted, record = branches.test(model, run, gns, candidates,
+                                                 epoch)
+                trials.append(record)
+                run.pending = 0
+                if accepted:
+                    run.refusals = 0
+                    _apply(run, accepted)
+                    _note_change(changes, run, before,
+                                 decisions[-1] if decisions else None, verbose)
+                else:
+                    run.refusals += 1
+                    run.retry_at = adaptive_rule.retry_epoch(epoch, run.refusals)
+                before = run.batch_size
             run.micro_batch_size = _micro_batch(run, max_micro_batch_size)
             # a copy of the state where a size is new (a change, or a
             # micro-batch not known to fit): what an error there goes back to
@@ -500,18 +687,10 @@ def fit_adaptive(
             if run.micro_batch_size > run.fits:
                 run.fits = run.micro_batch_size
             _merge(merged, history)
-            if control.decision is not None and run.batch_size != before:
-                changes.append({"epoch": run.epoch, "from": before,
-                                "to": run.batch_size,
-                                "noise_scale": control.decision.b_simple,
-                                "interval": list(control.decision.interval)})
-                if verbose:
-                    low, high = control.decision.interval
-                    report.message(
-                        f"fit_adaptive: B_simple ~{control.decision.b_simple:.0f} "
-                        f"({low:.0f}..{high:.0f}); batch {before} -> "
-                        f"{run.batch_size} from epoch {run.epoch + 1}, LR x"
-                        f"{run.ratio / run.previous_ratio:.3g}.")
+            if control.decision is not None:
+                decisions.append(control.decision)
+                if run.batch_size != before:
+                    _note_change(changes, run, before, control.decision, verbose)
             if tail.user_stopped or len(history.epoch) == 0:
                 break
     finally:
@@ -525,9 +704,25 @@ def fit_adaptive(
         callback.on_train_end(last)
     merged.set_model(model)
     merged.params = {"epochs": epochs, "batch_sizes": sizes,
-                     "changes": changes, "fraction": fraction}
+                     "changes": changes, "fraction": fraction, "signal": signal,
+                     "trials": trials, "trial_updates": run.trial_updates}
     model.history = merged
     return merged
+
+
+def _note_change(changes, run, before, decision, verbose):
+    """Record a change of batch size (`decision`: the noise scale's, or None
+    after a resume) and report it."""
+    nan = float("nan")
+    b_simple = decision.b_simple if decision else nan
+    low, high = decision.interval if decision else (nan, nan)
+    changes.append({"epoch": run.epoch, "from": before, "to": run.batch_size,
+                    "noise_scale": b_simple, "interval": [low, high]})
+    if verbose:
+        report.message(
+            f"fit_adaptive: B_simple ~{b_simple:.0f} ({low:.0f}..{high:.0f}); "
+            f"batch {before} -> {run.batch_size} from epoch {run.epoch + 1}, "
+            f"LR x{run.ratio / run.previous_ratio:.3g}.")
 
 
 def _initial_lr(base_lr):

@@ -6,7 +6,14 @@ here moves a batch size in power-of-two steps toward `fraction * B_simple`,
 but only when the estimate's bootstrap interval lies clearly beyond the next
 step (hysteresis): up when even the low end of `fraction * B_simple` reaches
 twice the batch, down when even its high end is below half of it. Between the
-two, the batch stays. NumPy and the standard library only.
+two, the batch stays.
+
+The noise scale is a proxy for the critical batch size. The direct measure
+(Merrill et al., 2025) trains short branches from one state at the current
+and at the larger batch, on the same samples, and compares their losses:
+`branch_accepts` says whether a rise loses too much progress per sample, and
+`retry_epoch` when to try again after a refusal. NumPy and the standard
+library only.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import math
 
 from kbatch.critical import estimators
 
-__all__ = ["Decision", "next_batch_size", "power_of_two_sizes"]
+__all__ = ["Decision", "branch_accepts", "next_batch_size", "power_of_two_sizes",
+           "retry_epoch"]
 
 
 def power_of_two_sizes(batch_size: int, min_batch_size: int, max_batch_size: int):
@@ -117,3 +125,44 @@ def next_batch_size(batch_size, g_sq, trace, *, sizes, fraction=0.5,
         return Decision(fitting[0] if fitting else below[0], estimate,
                         (low, high), "down")
     return Decision(batch_size, estimate, (low, high), "hold")
+
+
+def branch_accepts(loss_start, loss_current, loss_candidate, tolerance=0.1):
+    """Whether a larger batch kept the progress per sample of the current one.
+
+    Two branches trained from one state on the same samples, one at the
+    current batch and one at the candidate (its LR scaled), end at
+    `loss_current` and `loss_candidate` (on the same held-out samples; the
+    state started at `loss_start`). The candidate is accepted when it made at
+    least `1 - tolerance` of the current batch's progress: `loss_candidate <=
+    loss_current + tolerance * (loss_start - loss_current)`. Without progress
+    at the current batch, when it is not worse. A NaN candidate loss is never
+    accepted.
+
+    Example:
+
+    >>> branch_accepts(1.0, 0.8, 0.81)   # 95% of the progress
+    True
+    >>> branch_accepts(1.0, 0.8, 0.85)   # 75%
+    False
+    >>> branch_accepts(0.5, 0.52, 0.51)  # no progress at either: not worse
+    True
+    """
+    if not all(math.isfinite(v) for v in (loss_start, loss_current)):
+        return math.isfinite(loss_candidate)
+    if not math.isfinite(loss_candidate):
+        return False
+    progress = max(loss_start - loss_current, 0.0)
+    return loss_candidate <= loss_current + tolerance * progress
+
+
+def retry_epoch(epoch, refusals):
+    """The first epoch at which a rise is tried again after `refusals`
+    refusals in a row, the last at `epoch` (the wait doubles: 2, 4, 8, ...).
+
+    Example:
+
+    >>> [retry_epoch(3, r) for r in (1, 2, 3)]
+    [5, 7, 11]
+    """
+    return int(epoch) + 2 ** int(refusals)
