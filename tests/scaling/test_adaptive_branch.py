@@ -21,13 +21,18 @@ X, Y = classification_data(n=N)
 
 
 def _always_up(monkeypatch):
-    """The noise scale proposes x2 at every decision."""
+    """The noise scale proposes x2 at every decision; returns the
+    measurements each decision saw."""
+    seen = []
+
     def up(batch_size, g_sq, trace, *, sizes, **kwargs):
+        seen.append((list(g_sq), list(trace)))
         bigger = [s for s in sizes if s > batch_size]
         return adaptive_rule.Decision(bigger[0] if bigger else batch_size, 999.0,
                                       (500.0, 2000.0), "up")
 
     monkeypatch.setattr(adaptive_rule, "next_batch_size", up)
+    return seen
 
 
 def _verdict(monkeypatch, accept):
@@ -48,25 +53,31 @@ def _run(model, **kwargs):
     return kbatch.fit_adaptive(model, X, Y, **kwargs)
 
 
-def _sgd():
+def _sgd(**compile_kwargs):
     keras.utils.set_random_seed(3)
-    return make_classifier(optimizer=keras.optimizers.SGD(0.05))
+    return make_classifier(optimizer=keras.optimizers.SGD(0.05), dropout=0.2,
+                           **compile_kwargs)
 
 
-def test_refused_branches_leave_the_run_of_a_fixed_batch(monkeypatch):
-    _always_up(monkeypatch)
+# steps_per_execution 2: the noise scale's sums are updated inside the
+# compiled steps (the branches' steps too, until they are undone)
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_refused_branches_leave_the_run_of_a_fixed_batch(monkeypatch,
+                                                         steps_per_execution):
+    seen = _always_up(monkeypatch)
     calls = _verdict(monkeypatch, False)
-    tried = _sgd()
+    tried = _sgd(steps_per_execution=steps_per_execution)
     history = _run(tried)
     assert calls, "no branch was tried"
     assert history.history["batch_size"] == [16] * 4
     # the same run with no rise possible: bit for bit the same weights,
-    # optimizer state and noise-scale measurements
-    plain = _sgd()
+    # optimizer state, dropout seeds and noise-scale measurements
+    plain = _sgd(steps_per_execution=steps_per_execution)
+    measured = list(seen)
+    seen.clear()
     plain_history = _run(plain, max_batch_size=16)
     assert_same_state(model_state(plain), model_state(tried))
-    assert np.allclose(history.history["noise_scale"],
-                       plain_history.history["noise_scale"], equal_nan=True)
+    assert measured == seen and len(measured[-1][0]) >= 2
     assert history.history["loss"] == plain_history.history["loss"]
 
 
@@ -129,14 +140,14 @@ def test_an_error_in_a_branch_leaves_the_state_before_it(monkeypatch):
         def on_epoch_end(self, epoch, logs=None):
             states.append(model_state(self.model))
 
-    original = adaptive._TrialControl.on_epoch_begin
+    original = adaptive._TrialControl.on_train_batch_begin
 
-    def fail_at_32(self, epoch, logs=None):
-        if self.run.batch_size == 32:
+    def fail_at_32(self, batch, logs=None):
+        if self.run.batch_size == 32 and batch == 3:  # after 3 steps
             raise KeyboardInterrupt
-        original(self, epoch, logs)
+        original(self, batch, logs)
 
-    monkeypatch.setattr(adaptive._TrialControl, "on_epoch_begin", fail_at_32)
+    monkeypatch.setattr(adaptive._TrialControl, "on_train_batch_begin", fail_at_32)
     model = _sgd()
     with pytest.raises(KeyboardInterrupt):
         _run(model, callbacks=[Keep()])
