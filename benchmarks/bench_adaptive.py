@@ -15,6 +15,8 @@ are scored once with the chosen default.
     python -m benchmarks.bench_adaptive run --tasks mnist1d-mlp-adam --seeds 0,1,2
     python -m benchmarks.bench_adaptive run --split design \
         --fractions 0.0625,0.125,0.25,0.5
+    python -m benchmarks.bench_adaptive run --split design \
+        --signals noise_scale,branch --tolerances 0.1,0.2
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ TASKS = {
     "tabular-mlp-adam": ("tabular", "mlp", "adam", 1e-3, 20, "design"),
     "digits-cnn-adam": ("digits", "cnn", "adam", 1e-3, 20, "design"),
     "moons-mlp-momentum": ("moons", "mlp", "momentum", 0.01, 20, "design"),
+    # short runs where fixed 256 is 2-4 points below fixed 32 (the design
+    # tasks above are flat in the batch size)
+    "tabular-mlp-sgd": ("tabular", "mlp", "sgd", 0.05, 10, "design"),
+    "digits-cnn-momentum": ("digits", "cnn", "momentum", 0.01, 10, "design"),
 }
 
 
@@ -88,8 +94,10 @@ def build(task, seed, x, num_classes):
     return model
 
 
-def run_one(task, seed, how, data, fraction=None, interval=None):
-    """One training run; returns accuracy, steps, seconds, batch sizes."""
+def run_one(task, seed, how, data, fraction=None, interval=None, signal=None,
+            tolerance=None):
+    """One training run; returns accuracy, steps, seconds, batch sizes (the
+    steps of an adaptive run include its trial branches')."""
     import keras
 
     import kbatch
@@ -102,11 +110,14 @@ def run_one(task, seed, how, data, fraction=None, interval=None):
     start = time.perf_counter()
     if how == "adaptive":
         kwargs = {} if fraction is None else {"fraction": fraction}
-        if interval is not None:
-            kwargs["interval"] = interval
+        for name, value in (("interval", interval), ("signal", signal),
+                            ("tolerance", tolerance)):
+            if value is not None:
+                kwargs[name] = value
         history = kbatch.fit_adaptive(model, x, y, batch_size=32, epochs=epochs,
                                       verbose=0, **kwargs)
-        steps = int(sum(history.history["updates"]))
+        steps = int(sum(history.history["updates"])
+                    + history.params.get("trial_updates", 0))
         sizes = history.history["batch_size"]
     else:
         rule = kbatch.default_rule(model.optimizer)
@@ -176,9 +187,24 @@ def markdown(tasks):
     return "\n".join(lines) + "\n"
 
 
-def _key(fraction, interval):
+def _key(fraction, interval, signal=None, tolerance=None):
     key = "adaptive" if fraction is None else f"adaptive {fraction:g}"
-    return key if interval is None else f"{key}, interval {interval}"
+    key = key if interval is None else f"{key}, interval {interval}"
+    if signal is not None:
+        key += f", {signal}"
+    return key if tolerance is None else f"{key}, tolerance {tolerance:g}"
+
+
+def _options(args):
+    """Every combination of the adaptive options asked for."""
+    def values(text, kind):
+        return [kind(v) for v in text.split(",")] if text else [None]
+
+    return [dict(fraction=f, interval=i, signal=g, tolerance=t)
+            for f in values(args.fractions, float)
+            for i in values(args.intervals, int)
+            for g in values(args.signals, str)
+            for t in values(args.tolerances, float)]
 
 
 def main(argv=None):
@@ -191,36 +217,35 @@ def main(argv=None):
                         help="comma-separated; default: fit_adaptive's default")
     parser.add_argument("--intervals", default=None,
                         help="comma-separated; default: fit_adaptive's default")
+    parser.add_argument("--signals", default=None,
+                        help="comma-separated; default: fit_adaptive's default")
+    parser.add_argument("--tolerances", default=None,
+                        help="comma-separated; default: fit_adaptive's default")
     args = parser.parse_args(argv)
     _single_thread()
     tasks = (args.tasks.split(",") if args.tasks else
              [t for t, spec in TASKS.items() if spec[5] == args.split])
     seeds = [int(s) for s in args.seeds.split(",")]
-    fractions = ([float(f) for f in args.fractions.split(",")]
-                 if args.fractions else [None])
-    intervals = ([int(i) for i in args.intervals.split(",")]
-                 if args.intervals else [None])
+    options = _options(args)
     for task in tasks:
         data = load(TASKS[task][0])
         previous = read_tasks(NAME).get(task, {})
         runs = {}
         if previous.get("seeds") == seeds:  # kept, but the adaptive runs asked
             runs = dict(previous["runs"])  # for now are redone
-            for fraction in fractions:
-                for interval in intervals:
-                    runs.pop(_key(fraction, interval), None)
+            for option in options:
+                runs.pop(_key(**option), None)
         for seed in seeds:
             for how in FIXED:
                 if len(runs.get(str(how), [])) > seeds.index(seed):
                     continue
                 runs.setdefault(str(how), []).append(run_one(task, seed, how, data))
                 print(task, seed, how, runs[str(how)][-1]["accuracy"], flush=True)
-            for fraction in fractions:
-                for interval in intervals:
-                    key = _key(fraction, interval)
-                    runs.setdefault(key, []).append(
-                        run_one(task, seed, "adaptive", data, fraction, interval))
-                    print(task, seed, key, runs[key][-1], flush=True)
+            for option in options:
+                key = _key(**option)
+                runs.setdefault(key, []).append(
+                    run_one(task, seed, "adaptive", data, **option))
+                print(task, seed, key, runs[key][-1], flush=True)
         result = {"split": TASKS[task][5], "seeds": seeds, "runs": runs}
         result["score"] = score(result)
         write_task(NAME, task, result, list(TASKS), markdown)

@@ -28,6 +28,7 @@ import os
 import keras
 import numpy as np
 
+from kbatch._internal import accumulation
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
@@ -209,12 +210,12 @@ class _Tail(keras.callbacks.Callback):
         self.user_stopped = False
 
     def on_train_begin(self, logs=None):
-        accumulation = self.run.batch_size // self.run.micro_batch_size
-        _configure(self.model, accumulation)
-        if accumulation > 1:
+        steps = self.run.batch_size // self.run.micro_batch_size
+        accumulation.configure(self.model, steps)
+        if steps > 1:
             self.run.accumulators = True
         # accumulated micro-batches share the weights: an exact window
-        self.gns.set_step_window(accumulation if accumulation > 1 else self.window,
+        self.gns.set_step_window(steps if steps > 1 else self.window,
                                  self.run.micro_batch_size)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -286,7 +287,7 @@ class _Branches:
         xs, ys, xe, ye = self._data(seed=epoch)
         start = TrainingState.capture(model)
         windows = gns._steps_state()
-        accumulation = _optimizer.gradient_accumulation_steps(model.optimizer)
+        steps_before = _optimizer.gradient_accumulation_steps(model.optimizer)
 
         def loss():
             out = model.evaluate(xe, ye, batch_size=min(1024, _data.num_samples(
@@ -301,7 +302,7 @@ class _Branches:
             while True:
                 start.restore()
                 trial.micro_batch_size = _micro_batch(trial, self.max_micro)
-                _configure(model, size // trial.micro_batch_size)
+                accumulation.configure(model, size // trial.micro_batch_size)
                 control = _TrialControl(trial, self.base_lr, self.base_batch)
                 try:
                     model.fit(xs, ys, batch_size=trial.micro_batch_size, epochs=1,
@@ -334,7 +335,7 @@ class _Branches:
         finally:
             start.restore()
             gns._set_steps_state(windows)
-            _configure(model, accumulation)
+            accumulation.configure(model, steps_before)
         if self.verbose:
             tried = ", ".join(f"{size}: {value:.4g}" for size, value
                               in record["losses"].items())
@@ -374,15 +375,7 @@ def _ratio_rule(rule, optimizer, batch_size):
 
 
 def _micro_batch(run, max_micro):
-    """The largest `batch / 2**j` that is not known to fail and not above the
-    user's limit."""
-    micro = run.batch_size
-    while micro > 1 and ((run.fails and micro >= run.fails)
-                         or (max_micro and micro > max_micro)):
-        if micro % 2:
-            break
-        micro //= 2
-    return micro
+    return accumulation.micro_batch(run.batch_size, run.fails, max_micro)
 
 
 @_backend.in_model_scope
@@ -614,8 +607,8 @@ def fit_adaptive(
     with _backend.model_scope(model):
         _optimizer.settable_learning_rate(model.optimizer, _initial_lr(base_lr))
     if run.accumulators:  # the checkpoint holds accumulators: build them
-        _configure(model, 2)
-        _configure(model, 1)
+        accumulation.configure(model, 2)
+        accumulation.configure(model, 1)
     # the sums of fit's own step gradients, installed once for the whole run
     # (before any checkpoint is loaded: on JAX they are optimizer variables)
     gns = GradientNoiseScale(num_micro_batches=window, interval=interval,
@@ -695,7 +688,7 @@ def fit_adaptive(
                 break
     finally:
         gns.release()
-        _configure(model, 1)
+        accumulation.configure(model, 1)
         _restore_lr(model, original_lr, original_value)
         model.stop_training = False
         forget_restored_epoch(model)
@@ -743,12 +736,6 @@ def _ensure_optimizer_built(model, x, y):
         if _data.is_py_dataset(first["x"]):
             batch = first["x"][0]
     ensure_built(model, batch)
-
-
-def _configure(model, accumulation):
-    if accumulation != _optimizer.gradient_accumulation_steps(model.optimizer):
-        _optimizer.set_gradient_accumulation(model.optimizer, accumulation)
-        model.make_train_function(force=True)
 
 
 def _restore_lr(model, original_lr, original_value):

@@ -1,0 +1,32 @@
+"""A batch past the memory limit, trained as micro-batches with gradient
+accumulation (the optimizer's `gradient_accumulation_steps`): shared by
+`fit_adaptive` and `fit_with_batch_schedule`."""
+
+from __future__ import annotations
+
+from kbatch._internal import optimizer as _optimizer
+
+
+def micro_batch(batch_size: int, fails: int = 0, limit: int | None = None) -> int:
+    """The largest `batch_size / 2**j` below `fails` (the smallest micro-batch
+    known not to fit; 0: none) and at most `limit`. An odd size is not split.
+
+    Example:
+
+    >>> micro_batch(256, fails=128), micro_batch(256, limit=48), micro_batch(24, 8)
+    (64, 32, 3)
+    """
+    micro = int(batch_size)
+    while micro > 1 and ((fails and micro >= fails) or (limit and micro > limit)):
+        if micro % 2:
+            break
+        micro //= 2
+    return micro
+
+
+def configure(model, steps: int):
+    """Make the model's optimizer accumulate `steps` micro-batches per update
+    (1: none), and its train function follow."""
+    if steps != _optimizer.gradient_accumulation_steps(model.optimizer):
+        _optimizer.set_gradient_accumulation(model.optimizer, steps)
+        model.make_train_function(force=True)
