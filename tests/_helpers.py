@@ -205,3 +205,22 @@ def logistic_b_simple_error(seed, measure):
     exact = exact_b_simple(model, x, y)
     result = measure(model, x, y, seed)
     return abs(result.b_simple - exact) / exact, result
+
+
+class OutOfMemoryAbove(keras.layers.Layer):
+    """Raises TensorFlow's out-of-memory error for training batches above
+    `limit`, after `after` such batches went through."""
+
+    def __init__(self, limit, after=0, **kwargs):
+        super().__init__(**kwargs)
+        self.limit, self.after, self.seen = limit, after, 0
+
+    def call(self, inputs, training=None):
+        size = inputs.shape[0]
+        if training and isinstance(size, int) and size > self.limit:
+            self.seen += 1
+            if self.seen > self.after:
+                import tensorflow as tf
+
+                raise tf.errors.ResourceExhaustedError(None, None, "OOM (injected)")
+        return inputs

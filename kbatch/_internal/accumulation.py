@@ -4,7 +4,11 @@ accumulation (the optimizer's `gradient_accumulation_steps`): shared by
 
 from __future__ import annotations
 
+import keras
+
+from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal.building import ensure_built
 
 
 def micro_batch(batch_size: int, fails: int = 0, limit: int | None = None) -> int:
@@ -30,3 +34,18 @@ def configure(model, steps: int):
     if steps != _optimizer.gradient_accumulation_steps(model.optimizer):
         _optimizer.set_gradient_accumulation(model.optimizer, steps)
         model.make_train_function(force=True)
+
+
+def ensure_optimizer_built(model, x, y, caller):
+    """Build the model and its optimizer from a first batch, as `fit` would
+    (the accumulators are added to a built optimizer)."""
+    if model.built and model.optimizer.built:
+        return
+    first = _data.rebatched(x, y, 2, model, caller)
+    if "y" in first:
+        batch = (keras.tree.map_structure(lambda a: a[:2], first["x"]), None)
+    else:
+        batch = next(iter(first["x"]))
+        if _data.is_py_dataset(first["x"]):
+            batch = first["x"][0]
+    ensure_built(model, batch)

@@ -33,7 +33,6 @@ from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
 from kbatch._internal import report
-from kbatch._internal.building import ensure_built
 from kbatch._internal.state import TrainingState
 from kbatch._internal.state import forget_restored_epoch
 from kbatch._internal.validate import check_int
@@ -603,7 +602,7 @@ def fit_adaptive(
     merged = keras.callbacks.History()
     merged.history, merged.epoch = {}, []
     changes = []
-    _ensure_optimizer_built(model, x, y)
+    accumulation.ensure_optimizer_built(model, x, y, "fit_adaptive")
     with _backend.model_scope(model):
         _optimizer.settable_learning_rate(model.optimizer, _initial_lr(base_lr))
     if run.accumulators:  # the checkpoint holds accumulators: build them
@@ -722,20 +721,6 @@ def _initial_lr(base_lr):
     if callable(base_lr):
         return float(keras.ops.convert_to_numpy(base_lr(0)))
     return base_lr
-
-
-def _ensure_optimizer_built(model, x, y):
-    """Build the model and its optimizer from a first batch, as `fit` would."""
-    if model.built and model.optimizer.built:
-        return
-    first = _data.rebatched(x, y, 2, model, "fit_adaptive")
-    if "y" in first:
-        batch = (keras.tree.map_structure(lambda a: a[:2], first["x"]), None)
-    else:
-        batch = next(iter(first["x"]))
-        if _data.is_py_dataset(first["x"]):
-            batch = first["x"][0]
-    ensure_built(model, batch)
 
 
 def _restore_lr(model, original_lr, original_value):

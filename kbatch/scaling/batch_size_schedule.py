@@ -22,8 +22,12 @@ from dataclasses import dataclass
 
 import keras
 
+from kbatch._internal import accumulation
+from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
+from kbatch._internal import report
+from kbatch._internal.state import TrainingState
 from kbatch._internal.validate import check_int
 from kbatch._internal.validate import check_number
 
@@ -183,11 +187,19 @@ def fit_with_batch_schedule(
     schedule: BatchSizeSchedule,
     epochs: int,
     num_samples: int | None = None,
+    max_micro_batch_size: int | None = None,
     callbacks=None,
     verbose="auto",
     **fit_kwargs,
 ):
     """Train with a `BatchSizeSchedule`: one `fit` call per phase, one History.
+
+    A phase whose batch is above `max_micro_batch_size`, or runs out of memory
+    (the backend's out-of-memory error), trains as micro-batches with gradient
+    accumulation: the batch and its learning rate stay the schedule's. An
+    out-of-memory error puts back the phase's starting state (copied to host
+    memory at each phase) and retries it at half the micro-batch; a size that
+    failed is not tried again.
 
     Args:
         model: A compiled model whose optimizer has a plain (variable)
@@ -201,6 +213,9 @@ def fit_with_batch_schedule(
         epochs: Integer. Total epochs.
         num_samples: Integer. Training samples, when they cannot be counted
             from `x` (PyDataset, infinite dataset); sets the default cap.
+        max_micro_batch_size: Integer. The largest batch known to fit (e.g.
+            from `kbatch.find_max_batch_size`); larger ones accumulate.
+            Defaults to `None`: found by running out of memory.
         callbacks: Callbacks passed to every phase's `fit`.
         verbose: As in `fit`.
         **fit_kwargs: Anything else `fit` accepts (`validation_data`, ...),
@@ -208,7 +223,8 @@ def fit_with_batch_schedule(
 
     Returns:
         A `keras.callbacks.History` of all epochs, with `batch_size`,
-        `learning_rate` and `updates` (optimizer steps) per epoch added.
+        `micro_batch_size`, `learning_rate` and `updates` (optimizer steps)
+        per epoch added.
 
     Example:
 
@@ -235,6 +251,13 @@ def fit_with_batch_schedule(
             )
     if getattr(model, "optimizer", None) is None:
         raise ValueError("fit_with_batch_schedule needs a compiled model.")
+    max_micro_batch_size = check_int("max_micro_batch_size", max_micro_batch_size,
+                                     minimum=1, allow_none=True)
+    if _optimizer.gradient_accumulation_steps(model.optimizer) > 1:
+        raise ValueError(
+            "fit_with_batch_schedule chooses the gradient accumulation itself; "
+            "compile the model with an optimizer without "
+            "`gradient_accumulation_steps`.")
     if not _optimizer.has_settable_learning_rate(model.optimizer):
         raise ValueError(
             "fit_with_batch_schedule sets the learning rate of each phase, so the "
@@ -258,33 +281,66 @@ def fit_with_batch_schedule(
     merged.history = {}
     merged.epoch = []
     counter = _UpdateCounter()
-    for phase in phases:
-        model.optimizer.learning_rate = phase.learning_rate
-        counter.updates = []
-        history = model.fit(
-            **_data.rebatched(x, y, phase.batch_size, model,
-                               "fit_with_batch_schedule"),
-            initial_epoch=phase.start_epoch,
-            epochs=phase.end_epoch,
-            callbacks=[*(callbacks or []), counter],
-            verbose=verbose,
-            **fit_kwargs,
-        )
-        epochs_run = len(history.epoch)
-        merged.epoch.extend(history.epoch)
-        extra = {
-            "batch_size": [phase.batch_size] * epochs_run,
-            "learning_rate": [phase.learning_rate] * epochs_run,
-            "updates": counter.updates[:epochs_run],
-        }
-        for key, values in {**history.history, **extra}.items():
-            merged.history.setdefault(key, []).extend(values)
-        if model.stop_training or epochs_run < phase.end_epoch - phase.start_epoch:
-            break
+    fails = 0  # the smallest micro-batch that ran out of memory
+    accumulation.ensure_optimizer_built(model, x, y, "fit_with_batch_schedule")
+    try:
+        for phase in phases:
+            history, micro, fails = _fit_phase(
+                model, x, y, phase, counter, callbacks, verbose, fit_kwargs,
+                max_micro_batch_size, fails)
+            epochs_run = len(history.epoch)
+            merged.epoch.extend(history.epoch)
+            extra = {
+                "batch_size": [phase.batch_size] * epochs_run,
+                "micro_batch_size": [micro] * epochs_run,
+                "learning_rate": [phase.learning_rate] * epochs_run,
+                "updates": counter.updates[:epochs_run],
+            }
+            for key, values in {**history.history, **extra}.items():
+                merged.history.setdefault(key, []).extend(values)
+            if (model.stop_training
+                    or epochs_run < phase.end_epoch - phase.start_epoch):
+                break
+    finally:
+        accumulation.configure(model, 1)
     merged.set_model(model)
     merged.params = {"epochs": epochs, "phases": [asdict(p) for p in phases]}
     model.history = merged
     return merged
+
+
+def _fit_phase(model, x, y, phase, counter, callbacks, verbose, fit_kwargs,
+               limit, fails):
+    """One phase's `fit`, as micro-batches past the memory limit; returns its
+    History, the micro-batch it trained at and the smallest that failed."""
+    micro = accumulation.micro_batch(phase.batch_size, fails, limit)
+    snapshot = TrainingState.capture(model)  # what an out-of-memory goes back to
+    while True:
+        accumulation.configure(model, phase.batch_size // micro)
+        model.optimizer.learning_rate = phase.learning_rate
+        counter.updates = []
+        try:
+            history = model.fit(
+                **_data.rebatched(x, y, micro, model, "fit_with_batch_schedule"),
+                initial_epoch=phase.start_epoch,
+                epochs=phase.end_epoch,
+                callbacks=[*(callbacks or []), counter],
+                verbose=verbose,
+                **fit_kwargs,
+            )
+            return history, micro, fails
+        except Exception as error:
+            if not _backend.is_oom(error) or micro < 2 or micro % 2:
+                raise
+            snapshot.restore()
+            fails = micro
+            micro //= 2
+            if verbose:
+                report.message(
+                    f"fit_with_batch_schedule: batch {micro * 2} ran out of "
+                    f"memory; retrying epoch {phase.start_epoch + 1} as "
+                    f"{phase.batch_size // micro} micro-batches of {micro} with "
+                    "gradient accumulation.")
 
 
 def updates_per_epoch(num_samples: int, batch_size: int) -> int:

@@ -9,7 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import OutOfMemoryAbove
 from conftest import assert_same_state
 from conftest import classification_data
 from conftest import make_classifier
@@ -32,23 +32,6 @@ def _grow(model, epochs=4, **kwargs):
     kwargs = {"batch_size": 16, "fraction": 1.0, "verbose": 0,
               **kwargs}
     return kbatch.fit_adaptive(model, X, Y_NOISE, epochs=epochs, **kwargs)
-
-
-class OutOfMemoryAbove(keras.layers.Layer):
-    """Raises TensorFlow's out-of-memory error for training batches above
-    `limit`, after `after` such batches went through."""
-
-    def __init__(self, limit, after=0, **kwargs):
-        super().__init__(**kwargs)
-        self.limit, self.after, self.seen = limit, after, 0
-
-    def call(self, inputs, training=None):
-        size = inputs.shape[0]
-        if training and isinstance(size, int) and size > self.limit:
-            self.seen += 1
-            if self.seen > self.after:
-                raise tf.errors.ResourceExhaustedError(None, None, "OOM (injected)")
-        return inputs
 
 
 def _oom_model(limit, after=0):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import OutOfMemoryAbove
 from conftest import classification_data
 from conftest import make_classifier
 
@@ -158,3 +159,65 @@ def test_schedule_config_round_trips():
     schedule = kbatch.BatchSizeSchedule(16, [3, 6], factor=3, max_batch_size=512)
     again = kbatch.BatchSizeSchedule.from_config(schedule.get_config())
     assert again.get_config() == schedule.get_config()
+
+
+# --- past the memory limit: micro-batches with gradient accumulation
+
+ACCUMULATE = kbatch.BatchSizeSchedule(8, boundaries=[1], factor=8,
+                                      max_batch_size=64)
+
+
+def _oom_model(limit, after=0):
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        OutOfMemoryAbove(limit, after), keras.layers.Dense(3),
+        keras.layers.Activation("softmax")])
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
+                  run_eagerly=True)
+    return model
+
+
+def test_a_phase_above_the_limit_accumulates_and_matches_the_large_batch():
+    x, y = classification_data(n=256)
+    reference = _oom_model(10_000)
+    kbatch.fit_with_batch_schedule(reference, x, y, schedule=ACCUMULATE,
+                                   epochs=2, verbose=0)
+    model = _oom_model(10_000)
+    history = kbatch.fit_with_batch_schedule(model, x, y, schedule=ACCUMULATE,
+                                             epochs=2, verbose=0,
+                                             max_micro_batch_size=16)
+    assert history.history["batch_size"] == [8, 64]
+    assert history.history["micro_batch_size"] == [8, 16]
+    assert history.history["updates"] == [32, 4]  # updates, not micro-batches
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert kbatch._internal.optimizer.gradient_accumulation_steps(
+        model.optimizer) == 1
+
+
+def test_out_of_memory_retries_the_phase_as_micro_batches(capsys):
+    x, y = classification_data(n=256)
+    reference = _oom_model(10_000)
+    kbatch.fit_with_batch_schedule(reference, x, y, schedule=ACCUMULATE,
+                                   epochs=2, verbose=0)
+    # batches above 16 raise TensorFlow's OOM error, after two have trained
+    model = _oom_model(16, after=2)
+    history = kbatch.fit_with_batch_schedule(model, x, y, schedule=ACCUMULATE,
+                                             epochs=2, verbose=1)
+    assert history.history["micro_batch_size"] == [8, 16]
+    assert history.history["updates"] == [32, 4]
+    # the failed tries were undone: the weights of the one large batch
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert "ran out of memory" in capsys.readouterr().out
+
+
+def test_other_errors_and_a_micro_batch_of_one_still_raise():
+    x, y = classification_data(n=64)
+    model = _oom_model(0)  # not even batch 1 fits
+    with pytest.raises(tf.errors.ResourceExhaustedError):
+        kbatch.fit_with_batch_schedule(model, x, y, schedule=ACCUMULATE,
+                                       epochs=1, verbose=0)
+    assert kbatch._internal.optimizer.gradient_accumulation_steps(
+        model.optimizer) == 1
