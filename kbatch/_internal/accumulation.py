@@ -49,3 +49,21 @@ def ensure_optimizer_built(model, x, y, caller):
         if _data.is_py_dataset(first["x"]):
             batch = first["x"][0]
     ensure_built(model, batch)
+
+
+def has_accumulators(model) -> bool:
+    base = _optimizer.base_optimizer(model.optimizer)
+    return getattr(base, "_accumulated_gradients", None) is not None
+
+
+def remove_accumulators(model):
+    """Take the accumulators `configure` built off the optimizer again (a
+    measurement leaves the optimizer's variables as it found them)."""
+    base = _optimizer.base_optimizer(model.optimizer)
+    accumulators = getattr(base, "_accumulated_gradients", None)
+    if accumulators is None:
+        return
+    configure(model, 1)
+    _optimizer.remove_variables(base, [a for a in accumulators if a is not None])
+    base._accumulated_gradients = None
+    model.make_train_function(force=True)

@@ -10,6 +10,7 @@ import warnings
 import keras
 import numpy as np
 
+from kbatch._internal import accumulation
 from kbatch._internal import backend as _backend
 from kbatch._internal import data as _data
 from kbatch._internal import optimizer as _optimizer
@@ -259,6 +260,7 @@ def lr_for_batch_sizes(
     validation_data=None,
     validation_split: float = 0.15,
     probe_fraction: float = PROBE_FRACTION,
+    max_micro_batch_size: int | None = None,
     seed: int = 0,
     verbose="auto",
 ) -> LRByBatchSize:
@@ -283,10 +285,15 @@ def lr_for_batch_sizes(
     batch size (4 to 6 probes of a quarter each; more where 20 steps are more
     than a quarter of the budget) plus a short range test.
 
-    The model is left exactly as it was: weights, every optimizer variable
-    and the learning rate (or schedule), also after an exception, a NaN or
-    Ctrl-C. A batch size that runs out of memory or fails is left out and
-    reported in `.left_out`; the others are still measured.
+    A batch size above `max_micro_batch_size`, or one that runs out of memory
+    (the backend's out-of-memory error), is probed as micro-batches with
+    gradient accumulation, as it would be trained
+    (`.metadata["micro_batch_sizes"]` says which). The model is left exactly
+    as it was: weights, every optimizer variable and the learning rate (or
+    schedule), also after an exception, a NaN or Ctrl-C. A batch size that
+    fails otherwise (or does not fit even as single samples) is left out and
+    reported in `.left_out`; the others are
+    still measured.
 
     Args:
         model: A compiled `keras.Model`, usually freshly initialised (the
@@ -303,6 +310,10 @@ def lr_for_batch_sizes(
             `validation_data` is given. Defaults to `0.15`.
         probe_fraction: Float in `(0, 1]`. Fraction of the budget's samples
             each probe trains on. Defaults to `0.25`.
+        max_micro_batch_size: Integer. The largest batch known to fit in
+            memory (e.g. `kbatch.find_max_batch_size`); larger ones are
+            probed with accumulation. Defaults to `None`: found by running
+            out of memory.
         seed: Integer. Seeds the split and the probes' shuffling.
         verbose: `"auto"`, `0`, `1` (a progress bar) or `2` (a line per
             batch size).
@@ -335,6 +346,12 @@ def lr_for_batch_sizes(
     probe_fraction = check_number("probe_fraction", probe_fraction, low=0.0,
                                   high=1.0, low_inclusive=False)
     seed = check_int("seed", seed, minimum=0)
+    max_micro_batch_size = check_int("max_micro_batch_size", max_micro_batch_size,
+                                     minimum=1, allow_none=True)
+    if _optimizer.gradient_accumulation_steps(model.optimizer) > 1:
+        raise ValueError(
+            "lr_for_batch_sizes chooses the gradient accumulation itself; compile "
+            "the model with an optimizer without `gradient_accumulation_steps`.")
     verbose = check_verbose(verbose)
     x_tr, y_tr, x_val, y_val, n_train = _split(x, y, validation_data,
                                                validation_split, seed)
@@ -350,6 +367,7 @@ def lr_for_batch_sizes(
     from kbatch.lr.result import LRFinderWarning
 
     state = TrainingState.capture(model)
+    had_accumulators = accumulation.has_accumulators(model)
     control = _optimizer.LearningRateControl(model)
     measured, bands, tried, left_out = {}, {}, {}, {}
     probe_steps, probe_runs = {}, {}
@@ -359,17 +377,41 @@ def lr_for_batch_sizes(
     if verbose == 1:
         progbar = keras.utils.Progbar(len(sizes), unit_name="batch size")
 
+    micro_sizes = {}
+    fails = [0]  # the smallest micro-batch that ran out of memory
+
     def probe(lr, batch_size, steps, index):
-        state.restore()
-        control.set(float(lr))
-        stream = _data.make_stream(x_tr, y_tr, batch_size=batch_size,
-                                   num_batches=steps, seed=seed + index,
+        while True:
+            micro = accumulation.micro_batch(batch_size, fails[0],
+                                             max_micro_batch_size)
+            micro_sizes[batch_size] = micro
+            state.restore()
+            accumulation.configure(model, batch_size // micro)
+            control.set(float(lr))
+            try:
+                return train_and_validate(micro, steps * (batch_size // micro),
+                                          index)
+            except Exception as error:
+                if not _backend.is_oom(error) or micro < 2 or micro % 2:
+                    raise
+                fails[0] = micro  # retried as smaller micro-batches
+                if verbose:
+                    report.message(
+                        f"lr_for_batch_sizes: batch {micro} ran out of memory; "
+                        f"probing batch {batch_size} as micro-batches of "
+                        f"{micro // 2} with gradient accumulation.")
+            finally:
+                accumulation.configure(model, 1)
+
+    def train_and_validate(micro, micro_steps, index):
+        stream = _data.make_stream(x_tr, y_tr, batch_size=micro,
+                                   num_batches=micro_steps, seed=seed + index,
                                    model=model)
         history = model.fit(**stream.fit_kwargs(), epochs=1, verbose=0)
         train_loss = history.history.get("loss", [math.nan])[-1]
         if not math.isfinite(train_loss):
             return math.inf
-        loss = model.evaluate(x_val, y_val, batch_size=batch_size, verbose=0,
+        loss = model.evaluate(x_val, y_val, batch_size=micro, verbose=0,
                               return_dict=True)["loss"]
         return float(loss) if math.isfinite(loss) else math.inf
 
@@ -382,12 +424,33 @@ def lr_for_batch_sizes(
                 if previous is None:
                     control.release()
                     state.restore()
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", LRFinderWarning)
-                        curve = find_lr(model, x_tr, y_tr, batch_size=batch_size,
-                                        seed=seed, verbose=0)
+                    # (past the memory limit: at the largest batch that fits,
+                    # scaled by the square root, as between the sizes below)
+                    range_batch = accumulation.micro_batch(
+                        batch_size, fails[0], max_micro_batch_size)
+                    while True:
+                        try:
+                            with warnings.catch_warnings():
+                                warnings.simplefilter("ignore", LRFinderWarning)
+                                curve = find_lr(model, x_tr, y_tr,
+                                                batch_size=range_batch,
+                                                seed=seed, verbose=0)
+                            break
+                        except Exception as error:
+                            if (not _backend.is_oom(error) or range_batch < 2
+                                    or range_batch % 2):
+                                raise
+                            fails[0] = range_batch
+                            range_batch //= 2
+                            if verbose:
+                                report.message(
+                                    f"lr_for_batch_sizes: batch {range_batch * 2}"
+                                    " ran out of memory; the range test runs at "
+                                    f"{range_batch}, batch {batch_size} is probed "
+                                    "with gradient accumulation.")
                     try:
-                        centre = curve.suggestion()
+                        centre = curve.suggestion() * math.sqrt(
+                            batch_size / range_batch)
                     except ValueError:  # no suggestion: start from the model's LR
                         centre = compiled_lr
                     control = _optimizer.LearningRateControl(model)
@@ -430,6 +493,8 @@ def lr_for_batch_sizes(
     finally:
         control.release()
         state.restore()
+        if not had_accumulators:
+            accumulation.remove_accumulators(model)
     if not measured:
         raise ValueError(
             "lr_for_batch_sizes measured no batch size; every one failed: "
@@ -450,6 +515,8 @@ def lr_for_batch_sizes(
             "spacing_decades": SPACING,
             "probe_steps": {str(b): v for b, v in sorted(probe_steps.items())},
             "probe_runs": {str(b): v for b, v in sorted(probe_runs.items())},
+            "micro_batch_sizes": {str(b): m for b, m in sorted(micro_sizes.items())
+                                  if m < b and b in measured},
             "samples_trained": samples_used,
             "budget_runs": round(samples_used / budget, 3),
             "seconds": round(time.perf_counter() - started, 3),

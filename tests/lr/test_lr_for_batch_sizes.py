@@ -11,6 +11,7 @@ from conftest import make_classifier
 from conftest import model_state
 
 import kbatch
+from kbatch._internal import optimizer as _optimizer
 from kbatch.lr import batch_sizes as batch_sizes_module
 
 
@@ -109,19 +110,51 @@ class _OutOfMemoryAbove(keras.layers.Layer):
         return x
 
 
-def test_a_size_that_runs_out_of_memory_is_left_out_and_reported():
+def test_a_size_that_runs_out_of_memory_is_probed_with_accumulation(capsys):
     x, y = classification_data(n=200)
     model = keras.Sequential([keras.Input((8,)), _OutOfMemoryAbove(32),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=keras.optimizers.SGD(0.01),
                   loss="sparse_categorical_crossentropy", run_eagerly=True)
     before = model_state(model)
-    with pytest.warns(UserWarning, match="left out batch sizes 64"):
-        result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64],
-                                           epochs=1, verbose=0)
-    assert result.left_out == {64: "out of memory"}
-    assert result.batch_sizes == [16]
+    result = kbatch.lr_for_batch_sizes(model, x, y, batch_sizes=[16, 64],
+                                       epochs=1, verbose=1)
+    assert result.batch_sizes == [16, 64] and not result.left_out
+    assert result.metadata["micro_batch_sizes"] == {"64": 32}
+    assert "ran out of memory" in capsys.readouterr().out
     assert_same_state(before, model_state(model))
+    assert _optimizer.gradient_accumulation_steps(model.optimizer) == 1
+
+
+def test_accumulated_probes_measure_what_the_large_batch_measures(monkeypatch):
+    # a range test whose suggestion grows as sqrt(B): the ladders start at the
+    # same LR whether the range test ran at 64 or, scaled, at the micro-batch
+    class Curve:
+        def __init__(self, batch_size):
+            self.batch_size = batch_size
+
+        def suggestion(self):
+            return 0.1 * np.sqrt(self.batch_size)
+
+    def fake_find_lr(model, x, y, *, batch_size, **kwargs):
+        return Curve(batch_size)
+
+    monkeypatch.setattr("kbatch.lr.find.find_lr", fake_find_lr)
+    x, y = classification_data(n=400)
+    keras.utils.set_random_seed(1)
+    whole = kbatch.lr_for_batch_sizes(_sgd_model(), x, y, batch_sizes=[16, 64],
+                                      epochs=2, verbose=0)
+    keras.utils.set_random_seed(1)  # the same initial weights
+    parts = kbatch.lr_for_batch_sizes(_sgd_model(), x, y, batch_sizes=[16, 64],
+                                      epochs=2, verbose=0, max_micro_batch_size=16)
+    assert parts.metadata["micro_batch_sizes"] == {"64": 16}
+    assert "micro_batch_sizes" not in whole.metadata or not whole.metadata[
+        "micro_batch_sizes"]
+    np.testing.assert_allclose(parts.learning_rates, whole.learning_rates,
+                               rtol=1e-3)
+    for b in (16, 64):
+        np.testing.assert_allclose([v for _, v in parts.probes[b]],
+                                   [v for _, v in whole.probes[b]], rtol=1e-3)
 
 
 def test_ctrl_c_restores_the_model_and_propagates(monkeypatch):
