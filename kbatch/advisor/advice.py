@@ -10,6 +10,7 @@ import time
 import keras
 import numpy as np
 
+from kbatch._internal import accumulation
 from kbatch._internal import data as _data
 from kbatch._internal import report
 from kbatch._internal.results import Result
@@ -37,6 +38,10 @@ class Advice(Result):
         learning_rate: Learning rate for it.
         warmup_steps: Steps of linear warm-up from the small-batch LR (0: none
             needed).
+        micro_batch_size: The batch per step when `batch_size` is past the
+            memory limit and is trained as micro-batches with gradient
+            accumulation (`gradient_accumulation_steps` of them per update);
+            otherwise `batch_size`.
         reasons: One line per factor that went into the choice.
         memory, throughput, noise, scaling_law, lr_by_batch_size: The
             measurements (kbatch result objects, or dicts for a loaded
@@ -57,8 +62,10 @@ class Advice(Result):
 
     def __init__(self, batch_size, learning_rate, warmup_steps, reasons, *,
                  memory=None, throughput=None, noise=None, scaling_law=None,
-                 relative_time=None, settings=None, lr_by_batch_size=None):
+                 relative_time=None, settings=None, lr_by_batch_size=None,
+                 micro_batch_size=None):
         self.batch_size = int(batch_size)
+        self.micro_batch_size = int(micro_batch_size or batch_size)
         self.learning_rate = float(learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.reasons = list(reasons)
@@ -70,16 +77,22 @@ class Advice(Result):
         self.relative_time = relative_time or {}
         self.settings = dict(settings or {})
 
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """Micro-batches per update (1: the batch fits in memory)."""
+        return self.batch_size // self.micro_batch_size
+
     def fit_kwargs(self) -> dict:
-        """Arguments for `model.fit`: the advised `batch_size`, and `epochs`
-        when the advice was made for a budget.
+        """Arguments for `model.fit`: the advised `batch_size` (the
+        micro-batch, past the memory limit: `apply` makes the optimizer
+        accumulate), and `epochs` when the advice was made for a budget.
 
         Example:
 
         >>> Advice(128, 0.05, 0, [], settings={"epochs": 20}).fit_kwargs()
         {'batch_size': 128, 'epochs': 20}
         """
-        kwargs = {"batch_size": self.batch_size}
+        kwargs = {"batch_size": self.micro_batch_size}
         if self.settings.get("epochs"):
             kwargs["epochs"] = int(self.settings["epochs"])
         return kwargs
@@ -130,12 +143,27 @@ class Advice(Result):
                 model.train_function = None
             text = (f"Set the learning rate to {self.learning_rate:.4g} (advised "
                     f"for batch size {self.batch_size}).")
+        steps = self.gradient_accumulation_steps
+        if steps > 1 or _optimizer.gradient_accumulation_steps(base) > 1:
+            if base.built:
+                _optimizer.set_gradient_accumulation(base, steps)
+            else:  # Keras builds the accumulators with the optimizer
+                base.gradient_accumulation_steps = steps if steps > 1 else None
+            model.train_function = None
+            if steps > 1:
+                text += (f" Past the memory limit: {steps} micro-batches of "
+                         f"{self.micro_batch_size} per update (gradient "
+                         "accumulation); fit with `batch_size="
+                         f"{self.micro_batch_size}` (`fit_kwargs()`).")
         logging.getLogger("kbatch").info(text)
         return text
 
     def summary(self) -> str:
-        lines = [f"Advice: batch size {self.batch_size}, learning rate "
-                 f"{self.learning_rate:.3g}"
+        lines = [f"Advice: batch size {self.batch_size}"
+                 + (f" ({self.gradient_accumulation_steps} micro-batches of "
+                    f"{self.micro_batch_size})" if self.micro_batch_size
+                    < self.batch_size else "")
+                 + f", learning rate {self.learning_rate:.3g}"
                  + (f", {self.warmup_steps} warm-up steps" if self.warmup_steps
                     else ", no warm-up needed")]
         lines += [f"  - {reason}" for reason in self.reasons]
@@ -153,6 +181,7 @@ class Advice(Result):
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "warmup_steps": self.warmup_steps,
+            "micro_batch_size": self.micro_batch_size,
             "reasons": self.reasons,
             "relative_time": {str(k): v for k, v in self.relative_time.items()},
             "memory": as_dict(self.memory),
@@ -170,9 +199,11 @@ class Advice(Result):
             learning_rate = float(data["learning_rate"])
             warmup_steps = int(data["warmup_steps"])
             reasons = [str(r) for r in data["reasons"]]
+            micro = int(data.get("micro_batch_size") or batch_size)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"Corrupt Advice file: {e!r}") from None
-        if batch_size < 1 or not learning_rate > 0 or warmup_steps < 0:
+        if (batch_size < 1 or not learning_rate > 0 or warmup_steps < 0
+                or micro < 1 or batch_size % micro):
             raise ValueError("Corrupt Advice file: values out of range.")
         return cls(batch_size, learning_rate, warmup_steps, reasons,
                    memory=data.get("memory"), throughput=data.get("throughput"),
@@ -180,7 +211,7 @@ class Advice(Result):
                    lr_by_batch_size=data.get("lr_by_batch_size"),
                    relative_time={int(k): v for k, v in
                                   (data.get("relative_time") or {}).items()},
-                   settings=data.get("settings"))
+                   settings=data.get("settings"), micro_batch_size=micro)
 
     def save(self, directory) -> dict:
         """Write `advice.json`, `advice.md` and (with matplotlib) `advice.png`.
@@ -215,6 +246,9 @@ class Advice(Result):
     def markdown(self) -> str:
         lines = ["# kbatch advice", "",
                  f"- **Batch size:** {self.batch_size}",
+                 *([f"- **Micro-batch:** {self.micro_batch_size} "
+                    f"(x{self.gradient_accumulation_steps}, gradient accumulation)"]
+                   if self.micro_batch_size < self.batch_size else []),
                  f"- **Learning rate:** {self.learning_rate:.4g}",
                  f"- **Warm-up:** {self.warmup_steps} steps", "", "## Why", ""]
         lines += [f"- {reason}" for reason in self.reasons]
@@ -459,6 +493,7 @@ def advise(
         + (" (the search limit)" if memory.hit_limit else "")
         + f"; cap with margin {cap}")
     fitting = [b for b in candidates if b <= cap] or [candidates[0]]
+    past = [b for b in candidates if b > cap]  # by gradient accumulation
 
     throughput = measure_throughput(model, x, y, batch_sizes=fitting,
                                     num_steps=throughput_steps, warmup_steps=5,
@@ -468,8 +503,9 @@ def advise(
     del model
 
     if epochs is not None:
-        return _advise_for_budget(build_model, x, y, n, epochs, fitting, memory,
-                                  throughput, cap, candidates, seed, say, started)
+        return _advise_for_budget(build_model, x, y, n, epochs, fitting, past,
+                                  memory, throughput, cap, candidates, seed, say,
+                                  started)
 
     law_sizes = _spread(fitting, 4)
     law = lr_scaling_law(build_model, x, y, batch_sizes=law_sizes,
@@ -523,6 +559,12 @@ def advise(
          f"over {warmup} steps (two epochs; Goyal et al. 2017)") if warmup else
         "warm-up: not needed, the LR is within 2x of the small-batch LR",
     ]
+    if past:
+        reasons.append(
+            f"past the memory limit: {past} would train as micro-batches with "
+            f"gradient accumulation, at no more samples/s than {cap}, so they "
+            "cannot reach a target loss sooner; with a budget (`epochs`) they "
+            "are measured, and advised when they train better")
     say(f"advice: batch {chosen}, LR {lr:.3g}, warm-up {warmup} steps")
     return Advice(chosen, lr, warmup, reasons, memory=memory, throughput=throughput,
                   noise=noise, scaling_law=law, relative_time=relative_time,
@@ -547,11 +589,32 @@ def _hardware_reasons(memory, throughput, cap):
 QUALITY_TOLERANCE = 0.01
 
 
-def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput,
-                       cap, candidates, seed, say, started):
+def _accumulated_throughput(build_model, x, y, past, cap, steps, seed, say):
+    """Samples/s of each batch in `past` trained as micro-batches of at most
+    `cap` with gradient accumulation (measured, accumulation included)."""
     keras.utils.set_random_seed(seed)
     model = build_model()
-    measured = lr_for_batch_sizes(model, x, y, batch_sizes=fitting, epochs=epochs,
+    accumulation.ensure_optimizer_built(model, x, y, "advise")
+    speed, micro = {}, {}
+    for b in past:
+        micro[b] = accumulation.micro_batch(b, limit=cap)
+        accumulation.configure(model, b // micro[b])
+        timed = measure_throughput(model, x, y, batch_sizes=[micro[b]],
+                                   num_steps=max(steps, 2 * (b // micro[b])),
+                                   warmup_steps=5, verbose=0)
+        speed[b] = timed.samples_per_second[0]
+        say(f"throughput: batch {b} as {b // micro[b]} micro-batches of "
+            f"{micro[b]}: {speed[b]:,.0f} samples/s")
+    del model
+    return speed, micro
+
+
+def _advise_for_budget(build_model, x, y, n, epochs, fitting, past, memory,
+                       throughput, cap, candidates, seed, say, started):
+    keras.utils.set_random_seed(seed)
+    model = build_model()
+    measured = lr_for_batch_sizes(model, x, y, batch_sizes=fitting + past,
+                                  epochs=epochs, max_micro_batch_size=cap,
                                   seed=seed, verbose=0)
     del model
     say(f"LR per batch size for {epochs} epochs: {measured.verdict()}")
@@ -560,6 +623,11 @@ def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput
     level = lowest + QUALITY_TOLERANCE * abs(lowest)
     good = [b for b in measured.batch_sizes if losses[b] <= level]
     speed = dict(zip(throughput.batch_sizes, throughput.samples_per_second))
+    micro = {}
+    if [b for b in past if b in good]:  # only where it could be advised
+        extra, micro = _accumulated_throughput(
+            build_model, x, y, [b for b in past if b in good], cap, 30, seed, say)
+        speed.update(extra)
     chosen = max(good, key=lambda b: (speed.get(b, 0.0)
                                       if math.isfinite(speed.get(b, math.nan))
                                       else 0.0, b))
@@ -581,13 +649,20 @@ def _advise_for_budget(build_model, x, y, n, epochs, fitting, memory, throughput
         f"{measured.bands[chosen][0]:.3g}..{measured.bands[chosen][1]:.3g})",
         "warm-up: none; the LR was measured without one",
     ]
+    if past:
+        reasons.append(
+            f"past the memory limit ({cap}): {past} were measured as "
+            "micro-batches with gradient accumulation"
+            + (f"; the advised {chosen} trains as {chosen // micro[chosen]} "
+               f"micro-batches of {micro[chosen]} (`gradient_accumulation_steps"
+               f"={chosen // micro[chosen]}`)" if chosen in micro else ""))
     if measured.left_out:
         reasons.append("left out: " + ", ".join(
             f"{b} ({why.splitlines()[0][:60]})"
             for b, why in measured.left_out.items()))
     say(f"advice: batch {chosen}, LR {lr:.3g}, no warm-up")
     return Advice(chosen, lr, 0, reasons, memory=memory, throughput=throughput,
-                  lr_by_batch_size=measured,
+                  lr_by_batch_size=measured, micro_batch_size=micro.get(chosen),
                   settings={"samples": n, "candidates": candidates, "seed": seed,
                             "epochs": epochs, "seconds": round(
                                 time.perf_counter() - started, 1)})

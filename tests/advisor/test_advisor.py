@@ -162,16 +162,16 @@ def test_cli_advise_end_to_end_on_a_saved_model(tmp_path, capsys):
     assert "Advice: batch size" in capsys.readouterr().out
 
 
-def _stub_budget(monkeypatch, losses, lrs, speeds):
+def _stub_budget(monkeypatch, losses, lrs, speeds, largest=10_000):
     """Stubbed memory and throughput, and an `lr_for_batch_sizes` that returns
     the given best probe losses and LRs."""
     from kbatch.lr import LRByBatchSize
 
-    _stub(monkeypatch, largest=10_000, speeds=speeds)
-    seen = {}
+    seen = {"calls": _stub(monkeypatch, largest=largest, speeds=speeds)}
 
     def measured(model, x, y, *, batch_sizes, epochs, **kwargs):
-        seen.update(batch_sizes=list(batch_sizes), epochs=epochs)
+        seen.update(batch_sizes=list(batch_sizes), epochs=epochs,
+                    max_micro_batch_size=kwargs.get("max_micro_batch_size"))
         probes = {b: [(lr / 3, loss + 0.5), (lr, loss), (lr * 3, loss + 0.4)]
                   for b, lr, loss in zip(batch_sizes, lrs, losses)}
         return LRByBatchSize(batch_sizes, lrs[: len(batch_sizes)], epochs=epochs,
@@ -189,7 +189,7 @@ def test_with_a_budget_the_fastest_batch_as_good_as_the_best_is_advised(
                         speeds=(100, 200, 400, 700, 900))
     x, y = classification_data(n=1024)
     advice = kbatch.advise(make_classifier, x, y, epochs=7, verbose=0)
-    assert seen == {"batch_sizes": [16, 32, 64, 128, 256], "epochs": 7}
+    assert seen["batch_sizes"] == [16, 32, 64, 128, 256] and seen["epochs"] == 7
     assert advice.batch_size == 128
     assert advice.learning_rate == pytest.approx(0.07)  # measured at 128
     assert advice.warmup_steps == 0
@@ -246,3 +246,60 @@ def test_advice_applies_its_lr_and_warm_up_and_gives_fit_arguments():
     kbatch.Advice(64, 0.04, 0, []).apply(constant)
     constant.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert float(constant.optimizer.learning_rate) == pytest.approx(0.04)
+
+
+def test_with_a_budget_a_better_batch_past_the_memory_limit_accumulates(
+        monkeypatch, tmp_path):
+    # memory: 100 trains, 95 with the margin; 256 trains best, as 4 x 64
+    seen = _stub_budget(monkeypatch, losses=(1.2, 1.15, 1.1, 1.05, 1.0),
+                        lrs=(0.01, 0.02, 0.04, 0.07, 0.1),
+                        speeds=(100, 200, 400), largest=100)
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, epochs=5, verbose=0)
+    # every candidate measured, those past the cap by accumulation
+    assert seen["batch_sizes"] == [16, 32, 64, 128, 256]
+    assert seen["max_micro_batch_size"] == 95
+    # the accumulated batch's samples/s measured at its micro-batch
+    assert seen["calls"]["throughput"] == [64]
+    assert advice.batch_size == 256 and advice.micro_batch_size == 64
+    assert advice.gradient_accumulation_steps == 4
+    assert advice.learning_rate == pytest.approx(0.1)
+    assert advice.fit_kwargs() == {"batch_size": 64, "epochs": 5}
+    assert any("4 micro-batches of 64" in r for r in advice.reasons)
+    assert "(4 micro-batches of 64)" in advice.summary()
+    advice.save(tmp_path)
+    assert kbatch.Advice.load(tmp_path).micro_batch_size == 64
+
+
+def test_an_accumulated_batch_is_ranked_by_its_measured_speed(monkeypatch):
+    # 64 and 256 train as well; 256 by accumulation measures 100 samples/s
+    # (the stub's first speed), the fitting 64 only 50
+    _stub_budget(monkeypatch, losses=(1.2, 1.15, 1.0, 1.05, 1.0),
+                 lrs=(0.01, 0.02, 0.04, 0.07, 0.1), speeds=(100, 200, 50),
+                 largest=100)
+    x, y = classification_data(n=1024)
+    advice = kbatch.advise(make_classifier, x, y, epochs=5, verbose=0)
+    assert advice.batch_size == 256 and advice.micro_batch_size == 64
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_an_accumulating_advice_trains_like_the_large_batch(built):
+    import keras
+
+    x, y = classification_data(n=128)
+    keras.utils.set_random_seed(3)
+    reference = make_classifier(optimizer=keras.optimizers.SGD(0.5))
+    weights = reference.get_weights()
+    reference.optimizer.learning_rate = 0.05
+    reference.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    model = make_classifier(optimizer=keras.optimizers.SGD(0.5))
+    model.set_weights(weights)
+    if built:
+        model.optimizer.build(model.trainable_variables)
+    advice = kbatch.Advice(64, 0.05, 0, [], micro_batch_size=16,
+                           settings={"epochs": 2})
+    assert "4 micro-batches of 16" in advice.apply(model)
+    model.fit(x, y, shuffle=False, verbose=0, **advice.fit_kwargs())
+    assert int(model.optimizer.iterations.numpy()) == 4  # updates
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
