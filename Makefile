@@ -7,6 +7,7 @@ PYTEST_ARGS ?=
 # Tests run in two processes (pytest-xdist): the machines this project is
 # built on have two cores, and most tests are Python-bound, one core each.
 PYTEST_WORKERS ?= 2
+# work stealing: a worker that runs out of tests takes some of the other's
 # CI's pins (the CPU build of torch); a user's install does not use them.
 CONSTRAINTS := -c constraints/ci.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -51,10 +52,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not slow and not gpu" $(PYTEST_ARGS)
 
 test-all: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not gpu" $(PYTEST_ARGS)
 	$(MAKE) test-min
 
 # The floors of setup.cfg (constraints/min.txt), in a venv of their own.

@@ -146,8 +146,14 @@ def score(result):
             continue
         acc, steps = mean("accuracy", how), mean("steps", how)
         small_acc, small_steps = fixed[32], mean("steps", "32")
+        paired = [a["accuracy"] - b["accuracy"] for a, b in
+                  zip(result["runs"][how], result["runs"]["32"])]
         out[how] = {
             "accuracy": acc, "steps": steps, "seconds": mean("seconds", how),
+            # standard error of the mean paired difference (same seed)
+            "accuracy_minus_32_se": float(np.std(paired, ddof=1)
+                                          / np.sqrt(len(paired)))
+            if len(paired) > 1 else float("nan"),
             "fewer_steps_than_32": 1.0 - steps / small_steps,
             "accuracy_minus_32": acc - small_acc,
             "accuracy_minus_256": acc - fixed[256],
@@ -165,7 +171,9 @@ def score(result):
 def markdown(tasks):
     lines = ["# fit_adaptive vs fixed batch sizes (equal samples seen)", "",
              "Mean over seeds. Target: >= 30% fewer steps than fixed 32, accuracy "
-             "within 0.5 point of fixed 32's and >= fixed 256's.", "",
+             "within 0.5 point of fixed 32's and >= fixed 256's. `±`: standard "
+             "error of the mean difference from fixed 32 (paired by seed). Steps "
+             "include trial branches (signal `branch`).", "",
              "| task | split | run | accuracy | steps | seconds | steps saved vs 32 |"
              " acc - fixed 32 | acc - fixed 256 | target |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -181,7 +189,8 @@ def markdown(tasks):
                 f"| {task} | {result['split']} | {how} | {row['accuracy']:.4f} | "
                 f"{row['steps']:.0f} | {row['seconds']:.1f} | "
                 f"{100 * row['fewer_steps_than_32']:.0f}% | "
-                f"{100 * row['accuracy_minus_32']:+.2f} pt | "
+                f"{100 * row['accuracy_minus_32']:+.2f} ± "
+                f"{100 * row.get('accuracy_minus_32_se', float('nan')):.2f} pt | "
                 f"{100 * row['accuracy_minus_256']:+.2f} pt | "
                 f"{'met' if row['met'] else 'missed'} |")
     return "\n".join(lines) + "\n"
@@ -231,10 +240,14 @@ def main(argv=None):
         data = load(TASKS[task][0])
         previous = read_tasks(NAME).get(task, {})
         runs = {}
-        if previous.get("seeds") == seeds:  # kept, but the adaptive runs asked
-            runs = dict(previous["runs"])  # for now are redone
-            for option in options:
+        kept = previous.get("seeds") or []
+        if kept == seeds[:len(kept)]:  # runs of the same first seeds are kept,
+            runs = dict(previous["runs"])  # but the adaptive runs asked for now
+            for option in options:  # are redone
                 runs.pop(_key(**option), None)
+            if kept != seeds:  # more seeds: adaptive runs not redone would
+                runs = {k: v for k, v in runs.items()  # cover fewer of them
+                        if not k.startswith("adaptive")}
         for seed in seeds:
             for how in FIXED:
                 if len(runs.get(str(how), [])) > seeds.index(seed):

@@ -6,14 +6,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KBATCH_CACHE_DIR", os.path.join(os.path.dirname(__file__),
                                                        "..", ".venv", "kbatch-cache"))
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two test processes on two cores: one thread per op in
-    # each (and in the scripts they start), rather than two pools competing
-    for _name, _value in (
-            ("TF_NUM_INTRAOP_THREADS", "1"), ("OMP_NUM_THREADS", "1"),
-            ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                          "intra_op_parallelism_threads=1")):
-        os.environ.setdefault(_name, _value)
 
 import keras
 import numpy as np

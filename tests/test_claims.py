@@ -156,6 +156,7 @@ def test_increase_batch_verdict_needs_matching_accuracy_with_fewer_updates():
     assert module.verdicts(results(0.68, 0.60, 4000))[key][0] == c.DOES_NOT_HOLD
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_a_claim_script_runs_end_to_end(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg"}
     out = subprocess.run(

@@ -395,6 +395,7 @@ def test_tune_on_a_builtin_dataset_searches_writes_and_resumes(tmp_path, capsys)
     assert len(again) == 4 and again[:3] == rows
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_tune_on_a_saved_model_and_npz_validates_on_a_split(tmp_path):
     x, y = classification_data(n=256)
     model = make_classifier()

@@ -103,6 +103,7 @@ def test_resumed_search_reuses_the_cached_range_tests(digits, tmp_path, monkeypa
     assert len(ids) == 4 and len(set(ids)) == 4
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_range_tests_do_not_reset_the_searchs_random_state(digits):
     """After the range tests (seeded 0) the trials go on from the search's own
     random state: searches seeded differently must not train identically."""
@@ -433,6 +434,7 @@ _MIRRORED = TWO_CPU_STRATEGY + textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_data_parallel_trials_scale_the_lr_for_the_global_batch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _MIRRORED, str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
