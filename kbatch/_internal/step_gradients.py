@@ -69,13 +69,17 @@ class StepGradients:
         afterwards (`model.make_train_function(force=True)`)."""
         base = _optimizer.base_optimizer(self.model.optimizer)
         trainable = list(base._trainable_variables)
-        shapes = [tuple(v.shape) for v in trainable]
+        # one flat sum of every variable's gradient: a handful of operations
+        # per measured step, whatever the number of variables
+        sizes = [max(1, math.prod(v.shape)) for v in trainable]
         with _backend.model_scope(self.model):
-            sums = _optimizer.add_variables(base, shapes, "kbatch_gns_sum")
+            sums = _optimizer.add_variables(base, [(sum(sizes),)],
+                                            "kbatch_gns_sum")
             scalars = _optimizer.add_variables(
                 base, [(), (), (self.capacity,), (self.capacity,), (), (), (), ()],
                 "kbatch_gns")
         small, count, ring_small, ring_big, index, window, period, phase = scalars
+        (total,) = sums
         self._variables = sums + scalars
         self._rings = (ring_small, ring_big, index)
         self._controls = (window, period, phase, count, small)
@@ -86,52 +90,45 @@ class StepGradients:
         capacity = self.capacity
         jax_backend = keras.config.backend() == "jax"
 
+        def flat(gs):
+            parts = [ops.reshape(ops.cast(g, "float32"), (-1,)) if g is not None
+                     else ops.zeros((size,), "float32") for g, size in zip(gs, sizes)]
+            return parts[0] if len(parts) == 1 else ops.concatenate(parts)
+
         def current():
-            return ([t.value for t in sums], small.value, count.value,
-                    ring_small.value, ring_big.value, index.value)
+            return (total.value, small.value, count.value, ring_small.value,
+                    ring_big.value, index.value)
 
         def assign_all(values):
-            totals, *rest = values
-            for variable, value in zip(sums, totals):
+            for variable, value in zip((total, small, count, ring_small, ring_big,
+                                        index), values):
                 variable.assign(value)
-            for variable, value in zip((small, count, ring_small, ring_big, index),
-                                       rest):
-                variable.assign(value)
+
+        def record(ring_s, ring_b, index_v, mean_small, big, done=None):
+            """The rings with a window's pair written at its slot (when done)."""
+            slot = ops.cast(ops.mod(index_v, capacity), "int32")
+            mean_small, big = ops.reshape(mean_small, (1,)), ops.reshape(big, (1,))
+            if done is not None:
+                mean_small = ops.where(done, mean_small, ops.slice(ring_s, [slot], [1]))
+                big = ops.where(done, big, ops.slice(ring_b, [slot], [1]))
+            return (ops.slice_update(ring_s, [slot], mean_small),
+                    ops.slice_update(ring_b, [slot], big))
 
         def advanced(gs, state):
             """The state after one more step of the window (pure)."""
-            totals, small_v, count_v, ring_s, ring_b, index_v = state
-            square = ops.zeros((), "float32")
-            new_totals = []
-            for total, g in zip(totals, gs):
-                if g is None:
-                    new_totals.append(total)
-                    continue
-                g = ops.cast(g, "float32")
-                square = square + ops.sum(ops.square(g))
-                new_totals.append(total + g)
+            total_v, small_v, count_v, ring_s, ring_b, index_v = state
+            g = flat(gs)
+            square = ops.sum(ops.square(g))
+            new_total = total_v + g
             size = window.value
             counted = count_v + 1.0
             done = ops.greater_equal(counted, size)
-
-            def finish():
-                big = ops.zeros((), "float32")
-                for t in new_totals:
-                    big = big + ops.sum(ops.square(t / size))
-                return (small_v + square) / size, big
-
-            mean_small, big = ops.cond(
-                done, finish,
-                lambda: (ops.zeros((), "float32"), ops.zeros((), "float32")))
-            slot = ops.cast(ops.mod(index_v, capacity), "int32")
-            ring_s = ops.slice_update(ring_s, [slot], ops.where(
-                done, ops.reshape(mean_small, (1,)), ops.slice(ring_s, [slot], [1])))
-            ring_b = ops.slice_update(ring_b, [slot], ops.where(
-                done, ops.reshape(big, (1,)), ops.slice(ring_b, [slot], [1])))
+            mean_small = (small_v + square) / size
+            big = ops.sum(ops.square(new_total)) / (size * size)
+            ring_s, ring_b = record(ring_s, ring_b, index_v, mean_small, big, done)
             keep = 1.0 - ops.cast(done, "float32")
-            return ([t * keep for t in new_totals], (small_v + square) * keep,
-                    counted * keep, ring_s, ring_b,
-                    index_v + ops.cast(done, "float32"))
+            return (new_total * keep, (small_v + square) * keep, counted * keep,
+                    ring_s, ring_b, index_v + ops.cast(done, "float32"))
 
         def measuring_apply(grads, trainable_variables=None):
             grads = list(grads)
@@ -154,33 +151,22 @@ class StepGradients:
 
         def _switched_step(gs, finish):
             # the caller knows where in the window the step is: no branches
-            square = ops.zeros((), "float32")
-            totals = []
-            for total, g in zip(sums, gs):
-                if g is None:
-                    totals.append(total.value)
-                    continue
-                g = ops.cast(g, "float32")
-                square = square + ops.sum(ops.square(g))
-                totals.append(total.value + g)
+            g = flat(gs)
+            square = ops.sum(ops.square(g))
+            new_total = total.value + g
             if not finish:
-                for total, t in zip(sums, totals):
-                    total.assign(t)
+                total.assign(new_total)
                 small.assign(small.value + square)
                 return
             size = window.value
-            big = ops.zeros((), "float32")
-            for t in totals:
-                big = big + ops.sum(ops.square(t / size))
-            slot = ops.cast(ops.mod(index.value, capacity), "int32")
-            ring_small.assign(ops.slice_update(
-                ring_small.value, [slot],
-                ops.reshape((small.value + square) / size, (1,))))
-            ring_big.assign(ops.slice_update(ring_big.value, [slot],
-                                             ops.reshape(big, (1,))))
+            ring_s, ring_b = record(
+                ring_small.value, ring_big.value, index.value,
+                (small.value + square) / size,
+                ops.sum(ops.square(new_total)) / (size * size))
+            ring_small.assign(ring_s)
+            ring_big.assign(ring_b)
             index.assign(index.value + 1.0)
-            for total in sums:
-                total.assign(ops.zeros(total.shape, "float32"))
+            total.assign(ops.zeros(total.shape, "float32"))
             small.assign(ops.zeros((), "float32"))
 
         def _measure(gs):
@@ -217,13 +203,12 @@ class StepGradients:
             present = [ops.cast(g, "float32") for g in grads if g is not None]
             local = sum(ops.sum(ops.square(g * replicas)) for g in present)
             mean_small = _backend.all_reduce("mean", local)
-            total = _backend.all_reduce("sum", present)
-            big = sum(ops.sum(ops.square(t)) for t in total)
-            slot = ops.cast(ops.mod(index.value, capacity), "int32")
-            ring_small.assign(ops.slice_update(ring_small.value, [slot],
-                                               ops.reshape(mean_small, (1,))))
-            ring_big.assign(ops.slice_update(ring_big.value, [slot],
-                                             ops.reshape(big, (1,))))
+            reduced = _backend.all_reduce("sum", present)
+            big = sum(ops.sum(ops.square(t)) for t in reduced)
+            ring_s, ring_b = record(ring_small.value, ring_big.value, index.value,
+                                    mean_small, big)
+            ring_small.assign(ring_s)
+            ring_big.assign(ring_b)
             index.assign(index.value + 1.0)
 
         base.apply = measuring_apply
