@@ -38,9 +38,14 @@ MODULES = [
     "kbatch.tuner.errors",
     "kbatch.tuner.summary",
 ]
+# Examples that run a whole search: `make test-all` (kept out of the
+# 10-minute `make test`; the tuner's tests cover the same calls)
+SLOW = {"kbatch.tuner.hypermodel", "kbatch.tuner.pattern_search"}
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    for name in MODULES])
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS

@@ -17,7 +17,7 @@ def micro_batch(batch_size: int, fails: int = 0, limit: int | None = None) -> in
 
     Example:
 
-    >>> micro_batch(256, fails=128), micro_batch(256, limit=48), micro_batch(24, 8)
+    >>> micro_batch(256, fails=128), micro_batch(256, limit=48), micro_batch(12, 3)
     (64, 32, 3)
     """
     micro = int(batch_size)

@@ -89,6 +89,7 @@ def test_random_search_scales_the_lr_with_the_batch_and_records_timings(
     assert "best:" in summary.text()
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_resumed_search_reuses_the_cached_range_tests(digits, tmp_path, monkeypatch):
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
     first = _search(hypermodel, digits, tmp_path, max_trials=2)

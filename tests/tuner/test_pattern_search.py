@@ -190,6 +190,7 @@ def test_bad_arguments(kwargs, pattern):
         PatternSearchOracle(objective="val_accuracy", **kwargs)
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_on_the_hypermodel_with_digits(tmp_path):
     data = small_digits()
 
