@@ -488,10 +488,12 @@ def advise(
     if memory.train_batch_size is None:
         raise RuntimeError(
             f"Not even batch size {candidates[0]} fits in memory for training.")
-    cap = memory.train_batch_size
+    # the margin guards a limit that was found; a search that reached its own
+    # limit found none, and every size up to it trained
+    cap = memory.largest_train if memory.hit_limit else memory.train_batch_size
     say(f"memory: largest batch that trains {memory.largest_train}"
-        + (" (the search limit)" if memory.hit_limit else "")
-        + f"; cap with margin {cap}")
+        + (" (the search limit: no memory limit below it)" if memory.hit_limit
+           else f"; cap with margin {cap}"))
     fitting = [b for b in candidates if b <= cap] or [candidates[0]]
     past = [b for b in candidates if b > cap]  # by gradient accumulation
 

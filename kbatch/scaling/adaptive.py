@@ -338,9 +338,13 @@ class _Branches:
         if self.verbose:
             tried = ", ".join(f"{size}: {value:.4g}" for size, value
                               in record["losses"].items())
-            verdict = (f"batch {record['accepted']} kept its progress"
-                       if record["accepted"] else "the rise lost progress; "
-                       f"batch {run.batch_size} stays")
+            accepted = record["accepted"]
+            progressed = record["losses"][run.batch_size] < record["loss_start"]
+            verdict = (f"batch {run.batch_size} stays: the rise lost progress"
+                       if not accepted else
+                       f"batch {accepted} kept the progress" if progressed else
+                       f"no progress at {run.batch_size} over the branch; "
+                       f"batch {accepted} is not worse")
             report.message(
                 f"fit_adaptive: branches of {record['samples']} samples before "
                 f"epoch {epoch + 1}, held-out loss from {record['loss_start']:.4g}"

@@ -303,3 +303,18 @@ def test_an_accumulating_advice_trains_like_the_large_batch(built):
     assert int(model.optimizer.iterations.numpy()) == 4  # updates
     for a, b in zip(reference.get_weights(), model.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_search_that_reached_its_own_limit_caps_nothing_below_it(monkeypatch):
+    calls = _stub(monkeypatch, largest=None)  # the stub's memory: see below
+
+    def memory(model, x, y, **kwargs):  # every size up to the search limit trains
+        limit = kwargs["max_batch_size"]
+        return MaxBatchSizeResult(limit, None, [], 0.05, limit)
+
+    monkeypatch.setattr(advisor, "find_max_batch_size", memory)
+    x, y = classification_data(n=1024)
+    kbatch.advise(make_classifier, x, y, batch_sizes=[16, 64, 256],
+                  max_batch_size=256, verbose=0)
+    # no 5% margin below a limit that was never found: 256 fits
+    assert calls["throughput"] == [16, 64, 256]

@@ -121,14 +121,17 @@ def test_the_largest_candidate_that_keeps_the_progress_is_taken(monkeypatch):
     assert list(history.params["trials"][0]["losses"]) == [16, 64, 32]
 
 
-def test_branches_compare_real_losses_on_held_out_samples(monkeypatch):
+def test_branches_compare_real_losses_on_held_out_samples(monkeypatch, capsys):
     _always_up(monkeypatch)
-    history = _run(_sgd(), epochs=2, tolerance=1.0)
+    history = _run(_sgd(), epochs=2, tolerance=1.0, verbose=2)
     trial = history.params["trials"][0]
     start, current = trial["loss_start"], trial["losses"][16]
     assert np.isfinite(start) and current < start  # the branch trained
     # tolerance 1: accepted unless the candidate is worse than the start
     assert (trial["accepted"] == 32) == (trial["losses"][32] <= start)
+    said = capsys.readouterr().out
+    assert f"branches of {N // 4} samples before epoch 2" in said
+    assert ("batch 32 kept the progress" in said) == (trial["accepted"] == 32)
 
 
 def test_an_error_in_a_branch_leaves_the_state_before_it(monkeypatch):
