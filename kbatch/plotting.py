@@ -226,6 +226,13 @@ def plot_adaptive(history, ax=None, *, path=None):
             label="B_simple")
     ax.fill_between(epochs, finite("noise_scale_low"), finite("noise_scale_high"),
                     color="tab:green", alpha=0.12, label="its interval")
+    params = getattr(history, "params", None) or {}
+    refused = [(t["epoch"] + 1, size) for t in params.get("trials") or []
+               if not t.get("accepted") for size in t["losses"]
+               if size != t["from"]]
+    if refused:  # signal="branch": rises the branches refused
+        ax.plot(*zip(*refused), "x", color="tab:red", markersize=7,
+                label="rise refused by branches")
     ax.set_yscale("log", base=2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("batch size, B_simple")

@@ -82,12 +82,22 @@ def test_refused_branches_leave_the_run_of_a_fixed_batch(monkeypatch,
 
 
 def test_refusals_wait_longer_each_time(monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
     _always_up(monkeypatch)
     _verdict(monkeypatch, False)
     history = _run(_sgd(), epochs=8)
     # decisions at the end of every epoch; tries before epochs 1, 3, 7 (0-based)
     assert [t["epoch"] for t in history.params["trials"]] == [1, 3, 7]
     assert all(t["accepted"] is None for t in history.params["trials"])
+    # the plot marks each refused rise: at the epoch it was tried, at its size
+    ax = kbatch.scaling.plot_adaptive(history)
+    marks = next(line for line in ax.get_lines()
+                 if line.get_label() == "rise refused by branches")
+    assert list(marks.get_xdata()) == [2, 4, 8]
+    assert list(marks.get_ydata()) == [32, 32, 32]
 
 
 def test_an_accepted_rise_is_taken_and_its_branches_counted(monkeypatch):
