@@ -264,6 +264,42 @@ def _():
     assert _optimizer.gradient_accumulation_steps(model.optimizer) == 1
 
 
+@check("fit_adaptive(signal='branch'): refused branches are undone exactly")
+def _():
+    from kbatch.scaling import adaptive_rule
+
+    seen = []
+
+    def up(batch_size, g_sq, trace, *, sizes, **kwargs):  # always proposes x2
+        seen.append((list(g_sq), list(trace)))
+        bigger = [s for s in sizes if s > batch_size]
+        return adaptive_rule.Decision(bigger[0] if bigger else batch_size, 999.0,
+                                      (500.0, 2000.0), "up")
+
+    real = adaptive_rule.next_batch_size, adaptive_rule.branch_accepts
+    adaptive_rule.next_batch_size = up
+    adaptive_rule.branch_accepts = lambda *args, **kwargs: False
+    try:
+        runs = []
+        for limit in (64, 16):  # branches tried and refused; none possible
+            seen.clear()
+            keras.utils.set_random_seed(3)
+            model = make_classifier(optimizer=keras.optimizers.SGD(0.05),
+                                    dropout=0.2)
+            history = kbatch.fit_adaptive(
+                model, x, y, batch_size=16, epochs=4, signal="branch",
+                min_measurements=2, max_batch_size=limit, window=2, interval=2,
+                verbose=0)
+            runs.append((model_state(model), list(seen), history))
+    finally:
+        adaptive_rule.next_batch_size, adaptive_rule.branch_accepts = real
+    (tried, tried_seen, tried_history), (plain, plain_seen, _) = runs
+    assert [t["epoch"] for t in tried_history.params["trials"]] == [1, 3]
+    assert_same_state(plain, tried)
+    np.testing.assert_allclose(np.array(tried_seen[-1]), np.array(plain_seen[-1]),
+                               rtol=1e-6)
+
+
 @check("advise: memory, throughput, noise scale and LR scaling on this backend")
 def _():
     advice = kbatch.advise(make_classifier, x, y, batch_sizes=[16, 32, 64],

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-CHECKS = 14
+CHECKS = 15
 
 
 def _noise_fixture(directory):

@@ -285,6 +285,7 @@ class _Branches:
         """The largest of `candidates` accepted (or None) and the record."""
         xs, ys, xe, ye = self._data(seed=epoch)
         start = TrainingState.capture(model)
+        randomness = _backend.global_rng_state()  # the data order to come
         windows = gns._steps_state()
         steps_before = _optimizer.gradient_accumulation_steps(model.optimizer)
 
@@ -333,6 +334,7 @@ class _Branches:
                     break
         finally:
             start.restore()
+            _backend.set_global_rng_state(randomness)
             gns._set_steps_state(windows)
             accumulation.configure(model, steps_before)
         if self.verbose:

@@ -70,6 +70,32 @@ def is_oom(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
+def global_rng_state():
+    """The global random states a `fit` may draw from besides the model's own
+    seed generators: Python's, NumPy's and the backend's (PyTorch's data
+    loader draws a seed for every pass). `set_global_rng_state` puts them
+    back, so that a trial leaves the data order of what follows unchanged."""
+    import random
+
+    import numpy as np
+
+    # (the legacy global state is the one others draw from)
+    return (random.getstate(), np.random.get_state(),  # noqa: NPY002
+            getattr(module(), "rng_state", lambda: None)())
+
+
+def set_global_rng_state(state):
+    import random
+
+    import numpy as np
+
+    python, numpy_state, backend = state
+    random.setstate(python)
+    np.random.set_state(numpy_state)  # noqa: NPY002
+    if backend is not None:
+        module().set_rng_state(backend)
+
+
 def replicas_in_sync() -> int:
     """Replicas a data-parallel step runs on (TensorFlow's `tf.distribute`;
     1 elsewhere and outside a replica context)."""

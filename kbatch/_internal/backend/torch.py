@@ -87,3 +87,16 @@ def executing_eagerly(value) -> bool:
     import torch
 
     return not torch.compiler.is_compiling()
+
+
+def rng_state():
+    """PyTorch's global generator (its data loaders draw a seed per pass)."""
+    import torch
+
+    return torch.get_rng_state()
+
+
+def set_rng_state(state):
+    import torch
+
+    torch.set_rng_state(state)
