@@ -61,6 +61,7 @@ def _count_measurements(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_random_search_scales_the_lr_with_the_batch_and_records_timings(
         digits, tmp_path, monkeypatch):
     calls = _count_measurements(monkeypatch)
@@ -128,6 +129,7 @@ def test_range_tests_do_not_reset_the_searchs_random_state(digits):
     assert a[2]["base_lr"] == b[2]["base_lr"]  # the anchors do not depend on it
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_range_tests_leave_out_the_validation_split(digits, tmp_path, monkeypatch):
     calls = _count_measurements(monkeypatch)
     hypermodel = BatchLRHyperModel(_build, batch_sizes=(16, 64), epochs=1)
