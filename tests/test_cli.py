@@ -377,6 +377,7 @@ def test_argument_types_are_checked(capsys):
     assert "expected an integer >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # `make test-all`: kept out of the 10-minute `make test`
 def test_tune_on_a_builtin_dataset_searches_writes_and_resumes(tmp_path, capsys):
     out = tmp_path / "tune"
     argv = ["tune", "--dataset", "digits", "--model", "mlp", "--batch-sizes",
