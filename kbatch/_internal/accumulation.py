@@ -63,7 +63,7 @@ def remove_accumulators(model):
     accumulators = getattr(base, "_accumulated_gradients", None)
     if accumulators is None:
         return
-    configure(model, 1)
+    _optimizer.set_gradient_accumulation(base, 1)
     _optimizer.remove_variables(base, [a for a in accumulators if a is not None])
     base._accumulated_gradients = None
     model.make_train_function(force=True)

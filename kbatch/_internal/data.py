@@ -153,9 +153,12 @@ def unbatched_to_arrays(dataset, y=None):
     if not batches:
         raise ValueError("The tf.data.Dataset is empty.")
     parts = [keras.tree.map_structure(keras.ops.convert_to_numpy, b) for b in batches]
-    x = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[0] for p in parts])
-    y = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[1] for p in parts])
-    return x, y
+    return _concatenate([p[0] for p in parts]), _concatenate([p[1] for p in parts])
+
+
+def _concatenate(batches):
+    """One structure of arrays from batches of the same structure."""
+    return keras.tree.map_structure(lambda *a: np.concatenate(a), *batches)
 
 
 def take_samples(structure, index):
@@ -184,11 +187,8 @@ def py_dataset_to_arrays(x, limit):
             break
     if not parts:
         raise ValueError("The PyDataset is empty.")
-    x = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[0] for p in parts])
-    if parts[0][1] is None:
-        return x, None
-    y = keras.tree.map_structure(lambda *a: np.concatenate(a), *[p[1] for p in parts])
-    return x, y
+    x = _concatenate([p[0] for p in parts])
+    return x, (None if parts[0][1] is None else _concatenate([p[1] for p in parts]))
 
 
 def batch_size_of(batch) -> int:

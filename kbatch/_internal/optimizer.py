@@ -247,8 +247,9 @@ class LearningRateControl:
 def set_gradient_accumulation(optimizer, steps: int):
     """Make `optimizer` average `steps` micro-batches per update (1: none).
 
-    Keras builds the accumulators only for an optimizer created with
-    `gradient_accumulation_steps`; they are built here when first needed (and
+    Keras builds the accumulators only for an optimizer created (or built)
+    with `gradient_accumulation_steps`; an unbuilt optimizer is given the
+    setting, a built one gets them here when first needed (and
     then stay, zero, when accumulation is switched off, so the optimizer's
     variables keep one layout for checkpoints). The private step counter,
     which counts micro-batches under accumulation, is re-based so that the
@@ -264,10 +265,10 @@ def set_gradient_accumulation(optimizer, steps: int):
     old = gradient_accumulation_steps(base)
     if steps == old:
         return
+    if not base.built:  # Keras builds the accumulators with the optimizer
+        base.gradient_accumulation_steps = steps if steps > 1 else None
+        return
     if steps > 1 and getattr(base, "_accumulated_gradients", None) is None:
-        if not base.built:
-            raise ValueError("The optimizer must be built before its gradient "
-                             "accumulation is changed.")
         base._accumulated_gradients = [
             base.add_variable_from_reference(v, name="gradient_accumulator")
             for v in base._trainable_variables

@@ -144,17 +144,12 @@ class Advice(Result):
             text = (f"Set the learning rate to {self.learning_rate:.4g} (advised "
                     f"for batch size {self.batch_size}).")
         steps = self.gradient_accumulation_steps
-        if steps > 1 or _optimizer.gradient_accumulation_steps(base) > 1:
-            if base.built:
-                _optimizer.set_gradient_accumulation(base, steps)
-            else:  # Keras builds the accumulators with the optimizer
-                base.gradient_accumulation_steps = steps if steps > 1 else None
-            model.train_function = None
-            if steps > 1:
-                text += (f" Past the memory limit: {steps} micro-batches of "
-                         f"{self.micro_batch_size} per update (gradient "
-                         "accumulation); fit with `batch_size="
-                         f"{self.micro_batch_size}` (`fit_kwargs()`).")
+        accumulation.configure(model, steps)
+        if steps > 1:
+            text += (f" Past the memory limit: {steps} micro-batches of "
+                     f"{self.micro_batch_size} per update (gradient "
+                     "accumulation); fit with `batch_size="
+                     f"{self.micro_batch_size}` (`fit_kwargs()`).")
         logging.getLogger("kbatch").info(text)
         return text
 

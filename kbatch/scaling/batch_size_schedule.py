@@ -282,7 +282,6 @@ def fit_with_batch_schedule(
     merged.epoch = []
     counter = _UpdateCounter()
     fails = 0  # the smallest micro-batch that ran out of memory
-    accumulation.ensure_optimizer_built(model, x, y, "fit_with_batch_schedule")
     try:
         for phase in phases:
             history, micro, fails = _fit_phase(
