@@ -216,3 +216,15 @@ class OutOfMemoryAbove(keras.layers.Layer):
 
                 raise tf.errors.ResourceExhaustedError(None, None, "OOM (injected)")
         return inputs
+
+
+def oom_classifier(limit, after=0):
+    """A small SGD classifier (run eagerly) whose training batches above
+    `limit` raise TensorFlow's out-of-memory error (`OutOfMemoryAbove`)."""
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        OutOfMemoryAbove(limit, after), keras.layers.Dense(3),
+        keras.layers.Activation("softmax")])
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
+                  run_eagerly=True)
+    return model

@@ -9,11 +9,11 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import OutOfMemoryAbove
 from conftest import assert_same_state
 from conftest import classification_data
 from conftest import make_classifier
 from conftest import model_state
+from conftest import oom_classifier
 
 import kbatch
 from kbatch._internal import optimizer as _optimizer
@@ -32,16 +32,6 @@ def _grow(model, epochs=4, **kwargs):
     kwargs = {"batch_size": 16, "fraction": 1.0, "verbose": 0,
               **kwargs}
     return kbatch.fit_adaptive(model, X, Y_NOISE, epochs=epochs, **kwargs)
-
-
-def _oom_model(limit, after=0):
-    model = keras.Sequential([
-        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-        OutOfMemoryAbove(limit, after), keras.layers.Dense(3),
-        keras.layers.Activation("softmax")])
-    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
-                  run_eagerly=True)
-    return model
 
 
 def test_the_batch_grows_where_the_noise_scale_is_large_same_samples_per_epoch():
@@ -169,7 +159,7 @@ def test_accumulated_micro_batches_give_the_weights_of_one_large_batch():
 
 
 def test_out_of_memory_retries_the_epoch_with_accumulation(capsys):
-    model = _oom_model(limit=32, after=2)
+    model = oom_classifier(limit=32, after=2)
     history = _grow(model, epochs=4, warmup_steps=0, verbose=1)
     sizes = history.history["batch_size"]
     micro = history.history["micro_batch_size"]

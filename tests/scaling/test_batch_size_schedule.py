@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import OutOfMemoryAbove
 from conftest import classification_data
 from conftest import make_classifier
+from conftest import oom_classifier
 
 import kbatch
 from kbatch.scaling.batch_size_schedule import Phase
@@ -169,13 +169,7 @@ ACCUMULATE = kbatch.BatchSizeSchedule(8, boundaries=[1], factor=8,
 
 def _oom_model(limit, after=0):
     keras.utils.set_random_seed(5)
-    model = keras.Sequential([
-        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-        OutOfMemoryAbove(limit, after), keras.layers.Dense(3),
-        keras.layers.Activation("softmax")])
-    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy",
-                  run_eagerly=True)
-    return model
+    return oom_classifier(limit, after)
 
 
 def test_a_phase_above_the_limit_accumulates_and_matches_the_large_batch():
